@@ -1,0 +1,40 @@
+"""Three scales at which every chapter runs: ``smoke``, ``cpu`` and ``full``.
+
+A profile is a plain dict; papermill parameters (or keyword overrides) replace its values.
+"""
+
+from __future__ import annotations
+
+import copy
+
+_EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, n_eval=100)
+
+PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        description="bundled sample (1000 train / 300 test, JPEG-q75 stand-in); seconds per model on 2 CPU cores",
+        data="sample", n_train=1000, n_test=300, batch_size=100, epochs=2, adv_epochs=2,
+        resnet_depths=(20, 32), norm_steps=8, lr_finder_steps=20, **_EVAL_SMOKE),
+    "cpu": dict(
+        description="real-data subset, each chapter within about an hour on a 2-core laptop",
+        data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
+        resnet_depths=(20, 56), norm_steps=30, lr_finder_steps=60,
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, n_eval=500),
+    "full": dict(
+        description="the thesis' scale: full CIFAR-10, the thesis' epochs, PGD-50-10 on the whole test set (GPU)",
+        data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
+        resnet_depths=(20, 56), norm_steps=100, lr_finder_steps=400,
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, n_eval=None),
+}
+
+
+def get_profile(name: str, **overrides) -> dict:
+    """A copy of profile ``name`` with ``overrides`` applied (``None`` values are ignored)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    profile = copy.deepcopy(PROFILES[name])
+    unknown = set(overrides) - set(profile)
+    if unknown:
+        raise ValueError(f"unknown profile keys {sorted(unknown)}; valid keys: {', '.join(sorted(profile))}")
+    profile.update({k: v for k, v in overrides.items() if v is not None})
+    profile["name"] = name
+    return profile

@@ -1,0 +1,81 @@
+"""Run records: JSON files written atomically, keyed by a hash of everything that shapes a result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+ENV_RUNS = "KAFNOTES_RUNS"
+
+
+def runs_dir(profile: str | None = None) -> Path:
+    """Where records go: ``$KAFNOTES_RUNS`` if set, else ``./kafnotes-runs``; one folder per profile."""
+    root = Path(os.environ.get(ENV_RUNS) or "kafnotes-runs")
+    return root / profile if profile else root
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as JSON via a temporary file and an atomic rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike):
+    with open(path) as f:
+        return json.load(f)
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash of a config plus the kafnotes code that would run it."""
+    text = json.dumps({"config": config, "code": code_fingerprint()}, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Hash of the package's source, so a code change never reuses a stale record."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def environment() -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from . import __version__
+    gpus = tf.config.list_physical_devices("GPU")
+    return {"kafnotes": __version__, "code": code_fingerprint(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "device": ", ".join(d.name for d in gpus) or f"CPU ({os.cpu_count()} cores)",
+            "machine": platform.machine()}
+
+
+def _jsonable(obj):
+    import numpy as np
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a run record")

@@ -1,0 +1,33 @@
+"""Process-wide setup: quiet TensorFlow, determinism, progress bars."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def quiet_tensorflow():
+    """Keep TF's C++ and Python log lines out of notebook outputs (nbval compares them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # stable numerics across runs
+    warnings.filterwarnings("ignore", message=".*PyTorch not found.*")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def setup(seed: int = 0, deterministic: bool = True):
+    """Seed Python, NumPy, TF and Keras, and make TF ops deterministic (bit-identical CPU runs)."""
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Progress bars go to stderr, which nbval cannot compare: off unless asked or KAFNOTES_PROGRESS=1."""
+    if progress is not None:
+        return progress
+    return os.environ.get("KAFNOTES_PROGRESS", "0") == "1"
