@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import settings
 
 
-def _loss(model, x, y):
-    logits = model(x, training=False)
-    return tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)), logits
+LOSSES = ("ce", "cw")
+
+
+def _loss(model, x, y, loss):
+    """Cross-entropy, or the Carlini-Wagner margin (best other logit minus the true one)."""
+    logits = tf.cast(model(x, training=False), tf.float32)
+    if loss == "ce":
+        return tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    true = tf.gather(logits, y, batch_dims=1)
+    other = tf.reduce_max(logits - 1e9 * tf.one_hot(y, tf.shape(logits)[-1]), axis=-1)
+    return tf.reduce_sum(other - true)
 
 
 _COMPILED: dict = {}
 
 
-def _pgd_fn(model):
-    """One compiled PGD batch function per model (retracing per call would dominate the cost)."""
-    key = id(model)
+def _pgd_fn(model, loss_name="ce"):
+    """One compiled PGD batch function per model and loss (retracing per call would dominate)."""
+    key = (id(model), loss_name)
     if key not in _COMPILED or _COMPILED[key][0] is not model:
         @tf.function(reduce_retracing=True)
         def attack(x, y, eps, alpha, steps, random_start, seed):
@@ -35,7 +43,7 @@ def _pgd_fn(model):
             for _ in tf.range(steps):
                 with tf.GradientTape() as tape:
                     tape.watch(delta)
-                    loss, _ = _loss(model, x + delta, y)
+                    loss = _loss(model, x + delta, y, loss_name)
                 grad = tape.gradient(loss, delta)
                 delta = tf.clip_by_value(delta + alpha * tf.sign(grad), -eps, eps)
                 delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
@@ -53,16 +61,19 @@ def predict_labels(model, x, batch_size: int = 500) -> np.ndarray:
 
 def pgd(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 50, restarts: int = 1,
         random_start: bool = True, batch_size: int = 256, seed: int = 0, labels: str = "true",
-        progress: bool | None = None):
+        loss: str = "ce", progress: bool | None = None):
     """L-inf PGD. Returns ``(x_adv, robust)``: per example, the worst adversarial input found and
-    whether the example survived **every** restart."""
+    whether the example survived **every** restart. ``loss="cw"`` maximises the C&W margin instead of
+    the cross-entropy (PGD-CW, a useful second opinion against gradient masking)."""
     _check(eps, alpha, steps, restarts)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES} (got {loss!r})")
     if labels not in ("true", "predicted"):
         raise ValueError(f"labels must be 'true' or 'predicted' (got {labels!r})")
     x = np.asarray(x, np.float32)
     y_true = np.asarray(y, np.int32)
     target = y_true if labels == "true" else predict_labels(model, x)
-    attack = _pgd_fn(model)
+    attack = _pgd_fn(model, loss)
     x_adv = x.copy()
     robust = np.ones(len(x), bool)
     n_batches = -(-len(x) // batch_size)

@@ -9,6 +9,9 @@ from . import activations
 
 INPUT_SHAPE = (32, 32, 3)
 RESNET_DEPTHS = (20, 32, 44, 56, 110)
+# PyTorch's default (Keras' is 0.99): the running statistics settle in tens of steps, not hundreds,
+# so short runs are evaluated with meaningful BN statistics.
+BN_MOMENTUM = 0.9
 
 
 def _act(activation, **options):
@@ -24,7 +27,7 @@ def light_cnn(activation="relu", num_classes: int = 10, dropout=(0.2, 0.3), seed
     for block, (filters, rate) in enumerate(zip((32, 64), dropout)):
         for i in range(2):
             x = layers.Conv2D(filters, 3, padding="same", name=f"conv{block + 1}_{i + 1}")(x)
-            x = layers.BatchNormalization(name=f"bn{block + 1}_{i + 1}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{block + 1}_{i + 1}")(x)
             x = act(name=f"act{block + 1}_{i + 1}")(x)
         x = layers.MaxPooling2D(name=f"pool{block + 1}")(x)
         x = layers.Dropout(rate, seed=seed, name=f"drop{block + 1}")(x)
@@ -49,7 +52,7 @@ def vgg_like(activation="relu", num_classes: int = 10, filters=(32, 64, 128),
         for i in range(2):
             x = layers.Conv2D(f, 3, padding="same", kernel_initializer="he_uniform",
                               name=f"conv{block + 1}_{i + 1}")(x)
-            x = layers.BatchNormalization(name=f"bn{block + 1}_{i + 1}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{block + 1}_{i + 1}")(x)
             x = act(name=f"act{block + 1}_{i + 1}")(x)
         x = layers.MaxPooling2D(name=f"pool{block + 1}")(x)
         x = layers.Dropout(rate, seed=seed, name=f"drop{block + 1}")(x)
@@ -85,7 +88,7 @@ def resnet(depth: int = 20, activation="relu", num_classes: int = 10, l2: float 
 
     x = inputs = keras.Input(INPUT_SHAPE)
     x = conv(16, 3, 1, "conv0")(x)
-    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn0")(x)
     x = act(name="act0")(x)
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(n):
@@ -93,20 +96,20 @@ def resnet(depth: int = 20, activation="relu", num_classes: int = 10, l2: float 
             p = f"s{stage + 1}b{block + 1}"
             shortcut = x
             y = conv(filters, 3, stride, f"{p}_conv1")(x)
-            y = layers.BatchNormalization(name=f"{p}_bn1")(y)
+            y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{p}_bn1")(y)
             y = act(name=f"{p}_act1")(y)
             y = conv(filters, 3, 1, f"{p}_conv2")(y)
             if variant == "he":
-                y = layers.BatchNormalization(name=f"{p}_bn2")(y)
+                y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{p}_bn2")(y)
                 if stride != 1:
                     shortcut = conv(filters, 1, stride, f"{p}_proj")(x)
-                    shortcut = layers.BatchNormalization(name=f"{p}_proj_bn")(shortcut)
+                    shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{p}_proj_bn")(shortcut)
                 x = layers.Add(name=f"{p}_add")([y, shortcut])
             else:
                 if stride != 1:
                     shortcut = conv(filters, 3, stride, f"{p}_proj")(x)
                 x = layers.Add(name=f"{p}_add")([y, shortcut])
-                x = layers.BatchNormalization(name=f"{p}_bn2")(x)
+                x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{p}_bn2")(x)
             x = act(name=f"{p}_act2")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(num_classes, kernel_initializer="he_normal", kernel_regularizer=reg,

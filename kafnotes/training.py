@@ -153,7 +153,7 @@ def train(config: TrainConfig, cifar: data.Cifar10, runs: str | os.PathLike | No
     weights, record_path, ckpt = path / "model.weights.h5", path / "record.json", path / "checkpoint.npz"
 
     settings.setup(config.seed)
-    model, optimizer = _build(config, steps_per_epoch=-(-len(cifar.x_train) // config.batch_size))
+    model, optimizer = build(config, steps_per_epoch=-(-len(cifar.x_train) // config.batch_size))
     if not force and record_path.exists() and weights.exists():
         record = records.read_json(record_path)
         if record.get("status") == "finished":
@@ -237,7 +237,8 @@ def _finish(model, record, cifar, path, config, verbose):
     return Run(model, record, path)
 
 
-def _build(config: TrainConfig, steps_per_epoch: int):
+def build(config: TrainConfig, steps_per_epoch: int = 1):
+    """The model and optimizer a run starts from (seeded by the caller)."""
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     try:
@@ -354,15 +355,16 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
     else:
         settings.setup(config.seed)
         sweep = dataclasses.replace(config, schedule="constant")
-        model, optimizer = _build(sweep, 1)
-        optimizer.learning_rate = ExponentialRange(lr_start, lr_end, steps)
+        model, optimizer = build(sweep, 1)
+        sweep_lr = ExponentialRange(lr_start, lr_end, steps)
+        optimizer.learning_rate = sweep_lr
         noise = tf.random.Generator.from_seed(config.seed)
         step = make_train_step(model, optimizer, sweep, noise)
         lrs, losses, epoch = [], [], 0
         while len(losses) < steps:
             for x, y in data.train_batches(cifar.x_train, cifar.y_train, config.batch_size, epoch,
                                            config.seed, config.augment):
-                lrs.append(float(optimizer.learning_rate(optimizer.iterations)))
+                lrs.append(float(sweep_lr(optimizer.iterations)))
                 loss = float(step(x, y)[0])
                 losses.append(loss if np.isfinite(loss) else float("inf"))
                 best = min(losses)

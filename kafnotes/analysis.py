@@ -1,0 +1,93 @@
+"""Looking inside models: activation taps, per-layer perturbation effect, weight and gradient norms."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from . import activations
+
+
+def activation_layers(model: keras.Model) -> list:
+    return [l for l in model.layers if activations.is_activation(l)]
+
+
+def activation_inputs(model: keras.Model, x, batch_size: int = 250) -> dict[str, np.ndarray]:
+    """The input of every activation layer for a batch (pre-activations), keyed by layer name."""
+    layers = activation_layers(model)
+    tap = keras.Model(model.input, [l.input for l in layers])
+    outs = [tap(x[i:i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+    return {l.name: np.concatenate([np.asarray(o[j]) for o in outs]) for j, l in enumerate(layers)}
+
+
+def perturbation_effect(model: keras.Model, x_clean, x_adv) -> pd.DataFrame:
+    """Per activation layer: mean over examples of ||a(x_adv) - a(x)||_2, raw and relative to ||a(x)||_2."""
+    clean = activation_inputs(model, x_clean)
+    adv = activation_inputs(model, x_adv)
+    rows = []
+    for name in clean:
+        c = clean[name].reshape(len(x_clean), -1)
+        d = adv[name].reshape(len(x_adv), -1) - c
+        diff = np.linalg.norm(d, axis=1)
+        rows.append({"layer": name, "l2_change": float(diff.mean()),
+                     "relative_change": float((diff / (np.linalg.norm(c, axis=1) + 1e-12)).mean())})
+    return pd.DataFrame(rows)
+
+
+def norm_trace(model: keras.Model, cifar, steps: int = 20, lr: float = 0.1, batch_size: int = 128,
+               optimizer: str = "sgd", clipnorm: float | None = None, seed: int = 0) -> pd.DataFrame:
+    """Standard training for ``steps`` updates, recording every kernel's weight and gradient norm.
+
+    One row per (step, layer): loss, weight_norm, grad_norm, and ``finite`` (False marks NaN/Inf).
+    Training keeps going after a NaN so the table shows how it spreads.
+    """
+    from . import data
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    opt = (keras.optimizers.SGD(lr, momentum=0.9, clipnorm=clipnorm) if optimizer == "sgd"
+           else keras.optimizers.Adam(lr, clipnorm=clipnorm))
+    kernels = [(l.name, v) for l in model.layers for v in l.trainable_variables
+               if v.path.endswith("kernel")]
+    order = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    index = [order[id(v)] for _, v in kernels]
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = ce(y, model(x, training=True)) + tf.add_n(model.losses or [0.0])
+        grads = tape.gradient(loss, model.trainable_variables)
+        gnorms = tf.stack([tf.norm(grads[i]) for i in index])
+        opt.apply(grads, model.trainable_variables)
+        return loss, gnorms
+
+    rows, epoch, done = [], 0, 0
+    while done < steps:
+        for x, y in data.train_batches(cifar.x_train, cifar.y_train, batch_size, epoch, seed):
+            wn = [float(tf.norm(v)) for _, v in kernels]
+            loss, gn = step(x, y)
+            for j, (name, _) in enumerate(kernels):
+                g = float(gn[j])
+                rows.append({"step": done + 1, "layer": name, "depth": j + 1, "loss": float(loss),
+                             "weight_norm": wn[j], "grad_norm": g, "finite": bool(np.isfinite(g))})
+            done += 1
+            if done >= steps:
+                break
+        epoch += 1
+    return pd.DataFrame(rows)
+
+
+def first_nonfinite(trace: pd.DataFrame) -> dict | None:
+    """The first step with a non-finite gradient and the deepest layer affected at that step."""
+    bad = trace[~trace["finite"]]
+    if bad.empty:
+        return None
+    step = int(bad["step"].min())
+    at = bad[bad["step"] == step]
+    return {"step": step, "layers": int(len(at)), "deepest_layer": str(at.sort_values("depth")["layer"].iloc[-1]),
+            "shallowest_layer": str(at.sort_values("depth")["layer"].iloc[0])}
+
+
+def kaf_shapes(model: keras.Model, x=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each KAF layer's current per-channel functions: name -> (x, f of shape (C, len(x)))."""
+    return {l.name: l.shapes(x) for l in model.layers if isinstance(l, activations.KAF)}

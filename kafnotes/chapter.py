@@ -1,0 +1,64 @@
+"""What every chapter does first and last: resolve its profile, load its data, label its tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import attacks, data, records, settings
+from .profiles import get_profile
+
+
+def start(profile: str = "smoke", seed: int = 0, **overrides):
+    """Seed everything, resolve the profile (papermill overrides win) and load the data it names.
+
+    Returns ``(P, cifar)`` and prints one line saying what this run of the chapter is.
+    """
+    settings.setup(seed)
+    P = get_profile(profile, **overrides)
+    P["seed"] = seed
+    cifar = data.load_cifar10(P["data"], n_train=P["n_train"], n_test=P["n_test"], seed=seed)
+    P["data_label"] = cifar.source
+    print(f"profile {profile}: {cifar.source}, {len(cifar.x_train)} train / {len(cifar.x_test)} test images, "
+          f"seed {seed}")
+    return P, cifar
+
+
+def caption(P: dict, what: str = "", **attack) -> str:
+    """A table caption naming the profile, the data and the attack (``attack`` overrides the profile's)."""
+    eps, steps = attack.get("eps", P["eps"]), attack.get("steps", P["pgd_steps"])
+    restarts = attack.get("restarts", P["pgd_restarts"])
+    pgd = f"PGD-{steps}-{restarts} at eps={eps * 255:.1f}/255"
+    return f"{what} [profile {P['name']}; {P['data_label']}; {pgd}]".strip()
+
+
+def eval_subset(P: dict, cifar):
+    n = P["n_eval"] or len(cifar.x_test)
+    return cifar.x_test[:n], cifar.y_test[:n]
+
+
+def evaluate(run, P: dict, cifar, **attack) -> dict:
+    """Clean and PGD accuracy of a trained run on the profile's evaluation subset, as a reusable record.
+
+    The record lives beside the run's weights and is reused when the same attack is asked again.
+    """
+    x, y = eval_subset(P, cifar)
+    spec = {"eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"], "restarts": P["pgd_restarts"],
+            "n": len(x), **attack}
+    path = run.path / f"eval-{records.config_key(spec)}.json"
+    if path.exists():
+        return records.read_json(path)
+    robust = attacks.robust_accuracy(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
+                                     restarts=spec["restarts"], **{k: v for k, v in attack.items()
+                                                                   if k in ("labels", "loss")})
+    rec = {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": robust,
+           "environment": records.environment()}
+    records.write_json(path, rec)
+    return rec
+
+
+def percent(df: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:
+    """Accuracies in %, rounded, so stored notebook outputs compare stably."""
+    df = df.copy()
+    for c in columns:
+        df[c] = (df[c] * 100).round(digits)
+    return df

@@ -1,0 +1,189 @@
+"""``kafnotes`` command: execute chapters with papermill, build the book, refresh stored outputs.
+
+    kafnotes run [CHAPTER ...] --profile P [-p key=value ...]   executed copies in outputs/P/
+    kafnotes book --profile P                                   run every chapter, then build HTML
+    kafnotes refresh                                            re-execute book/ in place (smoke)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .profiles import PROFILES
+
+KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
+
+
+def repo_root(start: Path | None = None) -> Path:
+    root = (start or Path.cwd()).resolve()
+    for candidate in (root, *root.parents):
+        if (candidate / "_toc.yml").exists() and (candidate / "book").is_dir():
+            return candidate
+    raise SystemExit("kafnotes: no book here. Run this from the kafnotes repository (the folder with "
+                     "_toc.yml and book/), or pass --root PATH.")
+
+
+def chapters(root: Path) -> list[Path]:
+    return sorted((root / "book").glob("[0-9][0-9]_*.ipynb"))
+
+
+def pick_chapters(root: Path, names: list[str]) -> list[Path]:
+    available = chapters(root)
+    if not names:
+        return available
+    picked = []
+    for name in names:
+        hits = [p for p in available if p.stem == name or p.stem.startswith(name) or p.name == name]
+        if not hits:
+            raise SystemExit(f"kafnotes: no chapter matches {name!r}; chapters: "
+                             f"{', '.join(p.stem for p in available)}")
+        picked.extend(h for h in hits if h not in picked)
+    return picked
+
+
+def parse_params(items: list[str]) -> dict:
+    params = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"kafnotes: parameter {item!r} must look like key=value (e.g. epochs=5)")
+        key, value = item.split("=", 1)
+        try:
+            params[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value
+    return params
+
+
+def _kernel_env(runs: Path):
+    env = {**os.environ, **KERNEL_ENV, "KAFNOTES_RUNS": str(runs)}
+    return env
+
+
+def execute(notebook: Path, output: Path, parameters: dict, runs: Path, cwd: Path):
+    """Run one notebook with papermill in a kernel whose environment points at ``runs``."""
+    import papermill
+    old = dict(os.environ)
+    os.environ.update(_kernel_env(runs))  # the kernel inherits this process' environment
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
+                                   progress_bar=False, kernel_name="python3")
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def cmd_run(args) -> Path:
+    root = repo_root(Path(args.root) if args.root else None)
+    if args.profile not in PROFILES:
+        raise SystemExit(f"kafnotes: unknown profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}")
+    out = (Path(args.out) if args.out else root / "outputs" / args.profile).resolve()
+    (out / "book").mkdir(parents=True, exist_ok=True)
+    params = {"profile": args.profile, **parse_params(args.param)}
+    total = time.perf_counter()
+    for nb in pick_chapters(root, args.chapters):
+        t0 = time.perf_counter()
+        print(f"[{args.profile}] {nb.stem} ...", flush=True)
+        target = out / "book" / nb.name
+        with tempfile.TemporaryDirectory(dir=out) as tmp:  # atomic: a failed run keeps the last good copy
+            staged = Path(tmp) / nb.name
+            execute(nb, staged, params, out / "runs", cwd=out / "book")
+            _tag_injected(staged)
+            os.replace(staged, target)
+        print(f"[{args.profile}] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
+    print(f"[{args.profile}] all chapters done in {time.perf_counter() - total:.0f} s", flush=True)
+    return out
+
+
+def _tag_injected(path: Path):
+    """Hide papermill's injected-parameters cell in the rendered book, like the parameters cell."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-input" not in tags:
+            tags.append("remove-input")
+    path.write_text(json.dumps(nb, indent=1))
+
+
+def cmd_book(args):
+    out = cmd_run(args)
+    root = repo_root(Path(args.root) if args.root else None)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / name, out / name)
+    for md in (root / "book").glob("*.md"):
+        shutil.copy(md, out / "book" / md.name)
+    for extra in ("references.bib",):
+        if (root / "book" / extra).exists():
+            shutil.copy(root / "book" / extra, out / "book" / extra)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(out), "--all", "-W", "--keep-going"]
+    if shutil.which("jupyter-book"):
+        cmd = [shutil.which("jupyter-book"), "build", str(out), "--all", "-W", "--keep-going"]
+    result = subprocess.run(cmd, env=_kernel_env(out / "runs"))
+    if result.returncode:
+        raise SystemExit(f"kafnotes: jupyter-book build failed (exit {result.returncode}); see the log above.")
+    index = out / "_build" / "html" / "index.html"
+    print(f"book built in {time.perf_counter() - t0:.0f} s. Open {index}")
+
+
+def cmd_refresh(args):
+    """Re-execute the committed notebooks in place at the smoke profile (their stored nbval outputs)."""
+    root = repo_root(Path(args.root) if args.root else None)
+    with tempfile.TemporaryDirectory() as runs:
+        for nb in pick_chapters(root, args.chapters):
+            t0 = time.perf_counter()
+            staged = nb.with_suffix(".refresh.ipynb")
+            try:
+                execute(nb, staged, {}, Path(runs), cwd=nb.parent)
+                _strip_execution_metadata(staged)
+                os.replace(staged, nb)
+            finally:
+                staged.unlink(missing_ok=True)
+            print(f"refreshed {nb.name} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _strip_execution_metadata(path: Path):
+    nb = json.loads(path.read_text())
+    nb["metadata"].pop("papermill", None)
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="kafnotes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (("run", cmd_run, "execute chapters with papermill"),
+                            ("book", cmd_book, "execute every chapter, then build the HTML book")):
+        p = sub.add_parser(name, help=help_)
+        if name == "run":
+            p.add_argument("chapters", nargs="*", default=[],
+                           help="chapter names or prefixes, e.g. 03 or 03_vgg (default: all)")
+        else:
+            p.set_defaults(chapters=[])
+        p.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a chapter parameter, e.g. -p epochs=5 -p n_train=2000")
+        p.add_argument("--out", help="output folder (default outputs/PROFILE)")
+        p.add_argument("--root", help="repository root (default: found from the current folder)")
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("refresh", help="re-execute the committed notebooks in place at the smoke profile")
+    p.add_argument("chapters", nargs="*", default=[])
+    p.add_argument("--root")
+    p.set_defaults(fn=cmd_refresh)
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+import pytest
+
+from kafnotes.profiles import PROFILES, get_profile
+
+
+def test_three_profiles_with_overrides():
+    assert set(PROFILES) == {"smoke", "cpu", "full"}
+    p = get_profile("smoke", epochs=7, n_train=None)
+    assert p["epochs"] == 7 and p["n_train"] == PROFILES["smoke"]["n_train"] and p["name"] == "smoke"
+    assert PROFILES["smoke"]["epochs"] != 7  # the preset itself is untouched
+    assert get_profile("full")["pgd_steps"] == 50 and get_profile("full")["pgd_restarts"] == 10
+    assert get_profile("smoke")["data"] == "sample"
+
+
+def test_unknown_profile_and_key():
+    with pytest.raises(ValueError, match="valid profiles: smoke, cpu, full"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown profile keys"):
+        get_profile("smoke", epoch=3)
