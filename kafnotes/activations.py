@@ -218,9 +218,11 @@ def _table_lookup(x, table, lo: float, step: float):
         rise_ = table_[:, 1:] - table_[:, :-1]
         pairs = tf.stack([tf.reshape(table_[:, :-1], [-1]), tf.reshape(rise_, [-1])], -1)
         u = (tf.clip_by_value(x, lo, hi) - lo) * (1.0 / step)
-        pos = tf.minimum(tf.floor(u), size - 2)
-        frac = u - pos
-        idx = tf.cast(pos, tf.int32) + (size - 1) * tf.range(channels, dtype=tf.int32)
+        # Clipping the integer index keeps a NaN input from indexing out of bounds; the NaN still
+        # reaches the output through ``frac``, so divergence is reported, not hidden.
+        pos = tf.clip_by_value(tf.cast(tf.floor(u), tf.int32), 0, size - 2)
+        frac = u - tf.cast(pos, u.dtype)
+        idx = pos + (size - 1) * tf.range(channels, dtype=tf.int32)
         pair = tf.gather(pairs, idx)  # (f_i, f_i+1 - f_i)
         rise = pair[..., 1]
         y = pair[..., 0] + rise * frac

@@ -62,3 +62,21 @@ def percent(df: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:
     for c in columns:
         df[c] = (df[c] * 100).round(digits)
     return df
+
+
+def adversarial_config(arch: str, activation: str, P: dict, lr_min: float, lr_max: float,
+                       augment: bool, seed: int = 0, **extra):
+    """The FGSM-RS recipe of chapters 3, 5 and 6 (one-cycle SGD, eps 8/255, step 1.25 eps); the
+    catastrophic-overfitting guard is on and a divergence is recorded rather than raised."""
+    from .training import TrainConfig
+    return TrainConfig(arch=arch, activation=activation, method="fgsm_rs", epochs=P["adv_epochs"],
+                       batch_size=P["batch_size"], optimizer="sgd", schedule="one_cycle", lr=lr_max,
+                       lr_min=lr_min, eps=P["eps"], augment=augment, co_guard=True, on_nonfinite="record",
+                       seed=seed, **extra)
+
+
+def results_row(run, ev: dict, **columns) -> dict:
+    flags = run.record["flags"]
+    note = "diverged" if flags["diverged"] else (
+        f"early stop (epoch {flags['early_stopped_epoch']})" if flags["early_stopped_epoch"] is not None else "")
+    return {**columns, "clean": ev["clean"], "robust": ev["robust"], "note": note}

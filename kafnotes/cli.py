@@ -3,6 +3,8 @@
     kafnotes run [CHAPTER ...] --profile P [-p key=value ...]   executed copies in outputs/P/
     kafnotes book --profile P                                   run every chapter, then build HTML
     kafnotes refresh                                            re-execute book/ in place (smoke)
+    kafnotes train --arch resnet20 --activation relu --data PATH --epochs 10 --pgd-steps 20
+                                                                one run + PGD, printed and recorded
 """
 
 from __future__ import annotations
@@ -159,6 +161,32 @@ def _strip_execution_metadata(path: Path):
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def cmd_train(args):
+    """Train one model and evaluate it with native PGD; both leave run records."""
+    from . import attacks, data, records, settings, training
+    settings.setup(args.seed)
+    cifar = data.load_cifar10(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    config = training.TrainConfig(arch=args.arch, activation=args.activation, method=args.method,
+                                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
+                                  augment=args.augment, co_guard=args.co_guard, seed=args.seed)
+    print(f"{config.arch} / {config.activation} / {config.method} on {cifar.source}: "
+          f"{len(cifar.x_train)} train, {len(cifar.x_test)} test", flush=True)
+    t0 = time.perf_counter()
+    run = training.train(config, cifar, runs=args.runs or records.runs_dir("cli"))
+    train_s = time.perf_counter() - t0
+    n = min(args.n_eval, len(cifar.x_test))
+    x, y = cifar.x_test[:n], cifar.y_test[:n]
+    t1 = time.perf_counter()
+    robust = attacks.robust_accuracy(run.model, x, y, eps=args.eps / 255, alpha=args.alpha / 255,
+                                     steps=args.pgd_steps, restarts=args.pgd_restarts, progress=True)
+    clean = attacks.clean_accuracy(run.model, x, y)
+    result = {"data": cifar.source, "n_eval": n, "clean": clean, "robust": robust,
+              "attack": f"PGD-{args.pgd_steps}-{args.pgd_restarts}, eps {args.eps}/255, step {args.alpha}/255",
+              "train_seconds": train_s, "attack_seconds": time.perf_counter() - t1, "reused": run.reused}
+    records.write_json(run.path / f"cli-eval-pgd{args.pgd_steps}-{args.pgd_restarts}-n{n}.json", result)
+    print(json.dumps(result, indent=1))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="kafnotes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,6 +205,27 @@ def main(argv=None):
         p.add_argument("--out", help="output folder (default outputs/PROFILE)")
         p.add_argument("--root", help="repository root (default: found from the current folder)")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("train", help="train one model, then attack it with PGD")
+    p.add_argument("--arch", default="resnet20")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--method", default="fgsm_rs", choices=["fgsm_rs", "standard"])
+    p.add_argument("--data", default="auto", help="'sample', 'keras', 'auto' or a path to an .npz")
+    p.add_argument("--n-train", type=int)
+    p.add_argument("--n-test", type=int)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.2, help="peak of the one-cycle schedule")
+    p.add_argument("--lr-min", type=float, default=0.0)
+    p.add_argument("--augment", action="store_true")
+    p.add_argument("--co-guard", action="store_true")
+    p.add_argument("--eps", type=float, default=8.0, help="in 1/255 units")
+    p.add_argument("--alpha", type=float, default=2.0, help="PGD step, in 1/255 units")
+    p.add_argument("--pgd-steps", type=int, default=20)
+    p.add_argument("--pgd-restarts", type=int, default=1)
+    p.add_argument("--n-eval", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", help="records folder (default $KAFNOTES_RUNS/cli)")
+    p.set_defaults(fn=cmd_train)
     p = sub.add_parser("refresh", help="re-execute the committed notebooks in place at the smoke profile")
     p.add_argument("chapters", nargs="*", default=[])
     p.add_argument("--root")

@@ -176,3 +176,12 @@ def test_named_activations_and_errors():
         KAF(init="softplus")
     with pytest.raises(ValueError, match="ratio must lie in"):
         KWinnersTakeAll(1.5)
+
+
+def test_nan_inputs_propagate_instead_of_crashing():
+    for mode in ("table", "exact"):
+        layer = _kaf(mode)
+        x = np.full((2, 8), np.nan, np.float32)
+        x[1] = 0.5
+        y = layer(x).numpy()
+        assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
