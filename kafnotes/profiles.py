@@ -13,16 +13,17 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(
         description="bundled sample (1000 train / 300 test, JPEG-q75 stand-in); seconds per model on 2 CPU cores",
         data="sample", n_train=1000, n_test=300, batch_size=100, epochs=2, adv_epochs=2,
-        resnet_depths=(20, 32), norm_steps=8, lr_finder_steps=20, **_EVAL_SMOKE),
+        resnet_depths=(20, 56), norm_steps=6, norm_batch=32, clean_epochs=1, lr_finder_steps=20,
+        **_EVAL_SMOKE),
     "cpu": dict(
         description="real-data subset, each chapter within about an hour on a 2-core laptop",
         data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
-        resnet_depths=(20, 56), norm_steps=30, lr_finder_steps=60,
+        resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, n_eval=500),
     "full": dict(
         description="the thesis' scale: full CIFAR-10, the thesis' epochs, PGD-50-10 on the whole test set (GPU)",
         data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
-        resnet_depths=(20, 56), norm_steps=100, lr_finder_steps=400,
+        resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=150, lr_finder_steps=400,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, n_eval=None),
 }
 
