@@ -23,12 +23,15 @@ def start(profile: str = "smoke", seed: int = 0, **overrides):
     return P, cifar
 
 
-def caption(P: dict, what: str = "", **attack) -> str:
-    """A table caption naming the profile, the data and the attack (``attack`` overrides the profile's)."""
-    eps, steps = attack.get("eps", P["eps"]), attack.get("steps", P["pgd_steps"])
-    restarts = attack.get("restarts", P["pgd_restarts"])
-    pgd = f"PGD-{steps}-{restarts} at eps={eps * 255:.1f}/255"
-    return f"{what} [profile {P['name']}; {P['data_label']}; {pgd}]".strip()
+def caption(P: dict, what: str = "", pgd: bool = True, **attack) -> str:
+    """A table caption naming the profile, the data and (if ``pgd``) the attack; ``attack`` overrides
+    the profile's eps, steps and restarts."""
+    parts = [f"profile {P['name']}", P["data_label"]]
+    if pgd:
+        eps, steps = attack.get("eps", P["eps"]), attack.get("steps", P["pgd_steps"])
+        parts.append(f"PGD-{steps}-{attack.get('restarts', P['pgd_restarts'])} at eps={eps * 255:.1f}/255, "
+                     f"true labels, {P['n_eval'] or 'all'} test images")
+    return f"{what} [{'; '.join(parts)}]".strip()
 
 
 def eval_subset(P: dict, cifar):

@@ -126,9 +126,10 @@ def cmd_book(args):
         if (root / "book" / extra).exists():
             shutil.copy(root / "book" / extra, out / "book" / extra)
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(out), "--all", "-W", "--keep-going"]
-    if shutil.which("jupyter-book"):
-        cmd = [shutil.which("jupyter-book"), "build", str(out), "--all", "-W", "--keep-going"]
+    # The jupyter-book script beside this interpreter, so an unactivated venv works too.
+    script = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(script) if script.exists() else (shutil.which("jupyter-book") or "jupyter-book"),
+           "build", str(out), "--all", "-W", "--keep-going"]
     result = subprocess.run(cmd, env=_kernel_env(out / "runs"))
     if result.returncode:
         raise SystemExit(f"kafnotes: jupyter-book build failed (exit {result.returncode}); see the log above.")

@@ -45,7 +45,7 @@ def sample_path() -> Path:
 def describe_source(source: str) -> str:
     """The label a table should carry for numbers measured on ``source``."""
     if source == "sample":
-        return "CIFAR-10 bundled sample (JPEG-q75 stand-in, 1000/300)"
+        return "bundled sample of the JPEG-q75 CIFAR-10 stand-in"
     if source == "keras":
         return "CIFAR-10"
     name = Path(source).name

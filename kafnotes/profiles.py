@@ -11,9 +11,9 @@ _EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, 
 
 PROFILES: dict[str, dict] = {
     "smoke": dict(
-        description="bundled sample (1000 train / 300 test, JPEG-q75 stand-in); seconds per model on 2 CPU cores",
-        data="sample", n_train=1000, n_test=300, batch_size=100, epochs=2, adv_epochs=2,
-        resnet_depths=(20, 56), norm_steps=6, norm_batch=32, clean_epochs=1, lr_finder_steps=20,
+        description="bundled sample (JPEG-q75 stand-in); seconds per model on 2 CPU cores",
+        data="sample", n_train=500, n_test=300, batch_size=50, epochs=2, adv_epochs=2,
+        resnet_depths=(20, 56), norm_steps=5, norm_batch=32, clean_epochs=1, lr_finder_steps=12,
         **_EVAL_SMOKE),
     "cpu": dict(
         description="real-data subset, each chapter within about an hour on a 2-core laptop",

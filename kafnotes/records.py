@@ -27,6 +27,7 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; records are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -67,6 +67,11 @@ class LRFinderResult:
     smoothed: np.ndarray     # bias-corrected exponential moving average
     lr_min: float
     lr_max: float
+    reliable: bool           # the loss fell by >= 5% between lr_min and lr_max
+
+    def range_or(self, fallback: tuple[float, float]) -> tuple[float, float]:
+        """The suggested range, or ``fallback`` when the sweep found no clear descent."""
+        return (self.lr_min, self.lr_max) if self.reliable else tuple(fallback)
 
     def plot(self, ax=None, label=None):
         from . import plots
@@ -81,9 +86,10 @@ def smooth(losses, beta: float = 0.9) -> np.ndarray:
     return np.asarray(out)
 
 
-def suggest_range(lrs, losses, beta: float = 0.9) -> tuple[float, float, np.ndarray]:
+def suggest_range(lrs, losses, beta: float = 0.9) -> tuple[float, float, np.ndarray, bool]:
     """The thesis' heuristic on the smoothed curve: lr_min where the loss first starts to fall,
-    lr_max where it bottoms out (the plateau before it blows up)."""
+    lr_max where it bottoms out (the plateau before it blows up). The last value says whether the
+    curve showed a clear descent (a fall of at least 5%) at all."""
     lrs = np.asarray(lrs, dtype=float)
     s = smooth(np.nan_to_num(np.asarray(losses, dtype=float), nan=np.inf, posinf=np.inf), beta)
     finite = np.isfinite(s)
@@ -93,4 +99,5 @@ def suggest_range(lrs, losses, beta: float = 0.9) -> tuple[float, float, np.ndar
     drop = s[0] - s[bottom]
     # first step where the loss has fallen by 10% of the total fall: the start of the descent
     start = int(np.argmax(s[: bottom + 1] <= s[0] - 0.1 * drop)) if drop > 0 else 0
-    return float(lrs[start]), float(lrs[bottom]), s
+    reliable = bool(drop >= 0.05 * abs(s[0]) and bottom > start)
+    return float(lrs[start]), float(lrs[bottom]), s, reliable

@@ -375,5 +375,5 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
             epoch += 1
         rec = {**ident, "lrs": lrs, "losses": losses, "environment": records.environment()}
         records.write_json(path, rec)
-    lr_min, lr_max, smoothed = suggest_range(rec["lrs"], rec["losses"])
-    return LRFinderResult(np.asarray(rec["lrs"]), np.asarray(rec["losses"]), smoothed, lr_min, lr_max)
+    lr_min, lr_max, smoothed, reliable = suggest_range(rec["lrs"], rec["losses"])
+    return LRFinderResult(np.asarray(rec["lrs"]), np.asarray(rec["losses"]), smoothed, lr_min, lr_max, reliable)

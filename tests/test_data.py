@@ -10,7 +10,7 @@ def test_sample_is_small_balanced_and_float(sample):
     assert sample.x_train.dtype == np.float32 and 0 <= sample.x_train.min() and sample.x_train.max() <= 1
     assert np.bincount(sample.y_train).tolist() == [100] * 10
     assert np.bincount(sample.y_test).tolist() == [30] * 10
-    assert "stand-in" in sample.source
+    assert "stand-in" in sample.source and not sample.source.startswith("CIFAR-10")
 
 
 def test_subsets_are_balanced_and_deterministic():

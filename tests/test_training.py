@@ -94,8 +94,12 @@ def test_lr_finder_shape_and_suggestion(tiny, runs):
 def test_suggest_range_on_a_synthetic_curve():
     lrs = np.logspace(-5, 1, 61)
     loss = 2.3 - 1.5 / (1 + np.exp(-(np.log10(lrs) + 3) * 3)) + np.where(lrs > 0.3, (lrs - 0.3) * 20, 0)
-    lo, hi, _ = schedules.suggest_range(lrs, loss, beta=0.5)
-    assert 1e-5 <= lo < 1e-3 < hi <= 0.5
+    lo, hi, _, reliable = schedules.suggest_range(lrs, loss, beta=0.5)
+    assert 1e-5 <= lo < 1e-3 < hi <= 0.5 and reliable
+    flat = schedules.suggest_range(lrs, np.full(61, 2.3) + 0.001 * np.sin(np.arange(61)))
+    assert not flat[3]
+    result = schedules.LRFinderResult(lrs, loss, flat[2], flat[0], flat[1], flat[3])
+    assert result.range_or((0.01, 0.1)) == (0.01, 0.1)
 
 
 class NanGradient(keras.layers.Layer):

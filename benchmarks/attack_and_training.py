@@ -1,0 +1,64 @@
+"""Two ratios measured in one run (ResNet20, ReLU):
+
+1. FGSM-RS epoch time / standard-training epoch time (target <= 2.2x; the floor is 2x).
+2. ART's PGD time / native PGD time on the same model and images, same K and R (target >= 3x),
+   and the two robust accuracies (target: within 1.5 points on >= 500 images).
+
+    python benchmarks/attack_and_training.py [--data PATH] [--images 500] [--steps 10] [--restarts 1]
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+
+def epoch_seconds(method, cifar, epochs=2):
+    from kafnotes import training
+    config = training.TrainConfig(arch="resnet20", activation="relu", method=method, epochs=epochs, batch_size=128,
+                                  lr=0.1, augment=True)
+    run = training.train(config, cifar, runs=os.environ.get("KAFNOTES_RUNS", "/tmp/kafnotes-bench"),
+                         force=True, verbose=False)
+    return run.history[-1]["seconds"], run  # the second epoch: no tracing cost
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="sample")
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--restarts", type=int, default=1)
+    args = parser.parse_args()
+    import kafnotes
+    from kafnotes import art_attacks, attacks, data
+    kafnotes.setup(0)
+    cifar = data.load_cifar10(args.data, n_train=args.n_train)
+    std_s, _ = epoch_seconds("standard", cifar)
+    adv_s, run = epoch_seconds("fgsm_rs", cifar)
+    print(f"epoch: standard {std_s:.1f} s, FGSM-RS {adv_s:.1f} s -> ratio {adv_s / std_s:.2f}x "
+          f"({len(cifar.x_train)} images, {cifar.source})")
+
+    x = np.concatenate([cifar.x_test, cifar.x_train])[: args.images]
+    y = np.concatenate([cifar.y_test, cifar.y_train])[: args.images]
+    kw = dict(eps=8 / 255, alpha=2 / 255, steps=args.steps, restarts=args.restarts)
+    attacks.pgd(run.model, x[:8], y[:8], **kw)  # trace once, outside the timing
+    t0 = time.perf_counter()
+    native = attacks.pgd(run.model, x, y, **kw)[1].mean()
+    native_s = time.perf_counter() - t0
+    clf = art_attacks.classifier(run.model)
+    art_attacks.pgd(run.model, x[:8], y[:8], clf=clf, **kw)
+    t0 = time.perf_counter()
+    art = art_attacks.pgd(run.model, x, y, clf=clf, **kw)[1].mean()
+    art_s = time.perf_counter() - t0
+    print(f"PGD-{args.steps}-{args.restarts} on {len(x)} images (model: ResNet20 after 2 FGSM-RS epochs): "
+          f"native {native_s:.1f} s, ART {art_s:.1f} s -> native is {art_s / native_s:.1f}x faster; "
+          f"robust accuracy native {native:.1%}, ART {art:.1%}, gap {abs(native - art) * 100:.1f} points; "
+          f"clean {attacks.clean_accuracy(run.model, x, y):.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kafnotes import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_chapters_are_found_and_picked():
+    names = [p.stem for p in cli.chapters(ROOT)]
+    assert names == sorted(names) and names[0].startswith("01_")
+    assert [p.stem for p in cli.pick_chapters(ROOT, ["02"])] == [n for n in names if n.startswith("02")]
+    with pytest.raises(SystemExit, match="no chapter matches"):
+        cli.pick_chapters(ROOT, ["99"])
+
+
+def test_parameters_are_parsed_as_literals():
+    assert cli.parse_params(["epochs=3", "activations=['relu', 'kaf']", "data=sample"]) == {
+        "epochs": 3, "activations": ["relu", "kaf"], "data": "sample"}
+    with pytest.raises(SystemExit, match="key=value"):
+        cli.parse_params(["epochs"])
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="valid profiles: smoke, cpu, full"):
+        cli.main(["run", "01", "--profile", "tiny", "--root", str(ROOT), "--out", str(tmp_path)])
+
+
+def test_every_chapter_is_parameterized_and_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for nb_path in cli.chapters(ROOT):
+        assert f"book/{nb_path.stem}" in toc
+        nb = json.loads(nb_path.read_text())
+        tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1 and "profile = " in "".join(tagged[0]["source"])
+        first_code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+        assert "google.colab" in "".join(first_code["source"])  # installs on Colab, nothing elsewhere
+        assert all(c.get("outputs") or c["cell_type"] != "code" or c is first_code or c is tagged[0]
+                   for c in nb["cells"]), f"{nb_path.name} is committed without outputs: run kafnotes refresh"
+
+
+def test_run_executes_a_chapter_into_the_profile_folder(tmp_path):
+    """One real papermill run with overrides; the committed source stays untouched."""
+    source = (ROOT / "book" / "01_activation_functions.ipynb").read_bytes()
+    result = subprocess.run([sys.executable, "-m", "kafnotes.cli", "run", "01", "--profile", "smoke",
+                             "-p", "epochs=1", "--root", str(ROOT), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "book" / "01_activation_functions.ipynb"
+    nb = json.loads(out.read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and "epochs = 1" in "".join(injected[0]["source"])
+    assert "remove-input" in injected[0]["metadata"]["tags"]
+    assert list((tmp_path / "runs").rglob("record.json"))  # run records land beside the outputs
+    assert (ROOT / "book" / "01_activation_functions.ipynb").read_bytes() == source
