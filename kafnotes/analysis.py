@@ -37,11 +37,13 @@ def perturbation_effect(model: keras.Model, x_clean, x_adv) -> pd.DataFrame:
 
 
 def norm_trace(model: keras.Model, cifar, steps: int = 20, lr: float = 0.1, batch_size: int = 128,
-               optimizer: str = "sgd", clipnorm: float | None = None, seed: int = 0) -> pd.DataFrame:
+               optimizer: str = "sgd", clipnorm: float | None = None, seed: int = 0,
+               tensorboard_dir: str | None = None) -> pd.DataFrame:
     """Standard training for ``steps`` updates, recording every kernel's weight and gradient norm.
 
     One row per (step, layer): loss, weight_norm, grad_norm, and ``finite`` (False marks NaN/Inf).
-    Training keeps going after a NaN so the table shows how it spreads.
+    Training keeps going after a NaN so the table shows how it spreads. With ``tensorboard_dir`` the
+    same norms are also written as TensorBoard scalars (``grad_norm/LAYER``, ``weight_norm/LAYER``).
     """
     from . import data
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -74,7 +76,21 @@ def norm_trace(model: keras.Model, cifar, steps: int = 20, lr: float = 0.1, batc
             if done >= steps:
                 break
         epoch += 1
-    return pd.DataFrame(rows)
+    trace = pd.DataFrame(rows)
+    if tensorboard_dir:
+        write_tensorboard(trace, tensorboard_dir)
+    return trace
+
+
+def write_tensorboard(trace: pd.DataFrame, logdir: str):
+    writer = tf.summary.create_file_writer(str(logdir))
+    with writer.as_default():
+        for row in trace.itertuples():
+            tf.summary.scalar(f"grad_norm/{row.layer}", row.grad_norm, step=row.step)
+            tf.summary.scalar(f"weight_norm/{row.layer}", row.weight_norm, step=row.step)
+        for step, loss in trace.groupby("step")["loss"].first().items():
+            tf.summary.scalar("loss", loss, step=int(step))
+    writer.flush()
 
 
 def first_nonfinite(trace: pd.DataFrame) -> dict | None:

@@ -67,12 +67,13 @@ def vgg_like(activation="relu", num_classes: int = 10, filters=(32, 64, 128),
 
 
 def resnet(depth: int = 20, activation="relu", num_classes: int = 10, l2: float = 5e-4,
-           variant: str = "he", **act_options) -> keras.Model:
+           variant: str = "he", use_bias: bool | None = None, **act_options) -> keras.Model:
     """CIFAR ResNet (He et al. 2016) with 6n+2 weighted layers: depth 20, 32, 44, 56 or 110.
 
     ``variant="he"``: BN before each activation, the block's activation after the add, 1x1
     projection shortcuts. ``variant="thesis"``: the published code's block, with BN after the add
-    and a 3x3 stride-2 projection shortcut (used to rebuild the thesis' models).
+    and a 3x3 stride-2 projection shortcut (used to rebuild the thesis' models). Convolutions have
+    biases only in the thesis variant, unless ``use_bias`` says otherwise.
     """
     if depth not in RESNET_DEPTHS and (depth - 2) % 6:
         raise ValueError(f"ResNet depth must be 6n+2, e.g. {RESNET_DEPTHS} (got {depth})")
@@ -81,9 +82,10 @@ def resnet(depth: int = 20, activation="relu", num_classes: int = 10, l2: float 
     n = (depth - 2) // 6
     act = _act(activation, **act_options)
     reg = regularizers.l2(l2) if l2 else None
+    bias = (variant == "thesis") if use_bias is None else use_bias
 
     def conv(filters, kernel, stride, name):
-        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=bias,
                              kernel_initializer="he_normal", kernel_regularizer=reg, name=name)
 
     x = inputs = keras.Input(INPUT_SHAPE)

@@ -200,7 +200,7 @@ def train(config: TrainConfig, cifar: data.Cifar10, runs: str | os.PathLike | No
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                "test_acc": attacks.clean_accuracy(model, cifar.x_test[:n_eval], cifar.y_test[:n_eval]),
-               "lr": float(_current_lr(optimizer)), "seconds": seconds}
+               "lr": float(_current_lr(optimizer)), "seconds": seconds, "kaf_shape": _kaf_snapshot(model)}
         if config.co_guard and config.method == "fgsm_rs":
             row["guard_pgd5"] = attacks.robust_accuracy(model, guard_x, guard_y, eps=config.eps,
                                                         alpha=config.eps / 4, steps=5, restarts=1)
@@ -257,6 +257,15 @@ def build(config: TrainConfig, steps_per_epoch: int = 1):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return model, optimizer
+
+
+def _kaf_snapshot(model, channels: int = 4, points: int = 25):
+    """The first KAF layer's first channels on a coarse grid: how its shape evolves, epoch by epoch."""
+    layer = next((l for l in model.layers if isinstance(l, activations.KAF)), None)
+    if layer is None:
+        return None
+    x, f = layer.shapes(np.linspace(-layer.boundary - 1, layer.boundary + 1, points))
+    return {"layer": layer.name, "x": np.round(x, 3).tolist(), "f": np.round(f[:channels], 4).tolist()}
 
 
 def _current_lr(optimizer):

@@ -190,3 +190,11 @@ def test_atomic_json_write(tmp_path):
 def test_bad_configs(kw, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kw).validate()
+
+
+def test_kaf_shape_snapshots_per_epoch(tiny, runs):
+    run = training.train(_config(activation="kaf", epochs=2), tiny, runs=runs, verbose=False)
+    shots = [h["kaf_shape"] for h in run.history]
+    assert all(s["layer"] == "act1_1" and len(s["f"]) == 4 for s in shots)
+    assert shots[0]["f"] != shots[1]["f"]  # training moved the shape
+    assert training.train(_config(epochs=1), tiny, runs=runs, verbose=False).history[0]["kaf_shape"] is None

@@ -1,0 +1,174 @@
+"""The thesis' published adversarially trained ResNet20s, rebuilt as native Keras 3 models.
+
+The 13 TF 2.3 SavedModels (MIT licence, (c) 2020 Federico Peconi) cannot all be differentiated as
+saved (the Swish model's custom gradient was not saved), so we rebuild the thesis' ResNet20 variant
+with kafnotes layers and copy the SavedModel's variables into it, in creation order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import activations, models
+
+ENV_VAR = "KAFNOTES_THESIS_MODELS"
+REPOSITORY = ("https://github.com/arbiter1elegantiae/"
+              "Robustness-of-deep-neural-networks-with-trainable-activation-functions")
+COMMIT = "90a646b0f3a3ea297a8911edbe50c3f55d1864eb"
+
+# file stem -> (activation of the rebuild, Table 7.2 row it most likely is, or None)
+PUBLISHED = {
+    "resnet20_relu_ocrob": ("relu", "relu"),
+    "resnet20_relu_ocrob_lrf": ("relu", "relu"),
+    "resnet20_elu_ocrob": ("elu", "elu"),
+    "resnet20_elu_ocrob_lrf": ("elu", "elu"),
+    "resnet20_swish_ocrob_lrf": ("swish", "swish"),
+    "resnet20_kaf_ocrob_lrfinder": ("kaf", "kaf"),
+    "resnet20_kafs_ocrob": ("kaf", None),
+    "resnet20_kafrelu_ocrob_lrfinder": ("kaf", "kaf_relu"),
+    "resnet20_kafrelu_ocrob_lrfinder_last": ("kaf", None),
+    "resnet20_kafelu_ocrob_lrf": ("kaf", "kaf_elu"),
+    "resnet20_kafswish_ocrob_lrfinder": ("kaf", "kaf_swish"),
+    "resnet20_kafswish_ocrob_lrfinder_tmp": ("kaf", None),
+    "resnet20_kafs_freedictkb_ocrob_lrfinder": ("kaf_free", "kaf_free"),
+}
+
+
+class ThesisModelError(RuntimeError):
+    pass
+
+
+def checksums() -> dict[str, str]:
+    lines = Path(__file__).with_name("_data").joinpath("thesis_models.sha256").read_text().splitlines()
+    return {name.strip(): digest for digest, name in (line.split() for line in lines if line.strip())}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kafnotes" / "thesis_models"
+
+
+def candidate_folders(folder=None) -> list[Path]:
+    """Where zips are looked for: ``folder``, $KAFNOTES_THESIS_MODELS, a ``shared/thesis_models`` beside
+    the checkout (this project's offline copy), then the download cache."""
+    found = [Path(p) for p in (folder, os.environ.get(ENV_VAR)) if p]
+    here = Path.cwd().resolve()
+    found += [p / "shared" / "thesis_models" for p in (here, *here.parents)][:6]
+    return found + [cache_dir()]
+
+
+def zip_path(name: str, folder=None, download: bool = True) -> Path:
+    """The verified zip of one published model, downloading it (checksummed) if no local copy exists."""
+    if name not in PUBLISHED:
+        raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
+    expected = checksums()[f"{name}.zip"]
+    for base in candidate_folders(folder):
+        path = base / f"{name}.zip"
+        if path.is_file():
+            if _sha256(path) != expected:
+                raise ThesisModelError(f"{path} does not match its published sha256 ({expected[:12]}...); "
+                                       f"delete it and download it again")
+            return path
+    if not download:
+        raise ThesisModelError(f"{name}.zip not found in {[str(p) for p in candidate_folders(folder)]}")
+    return _download(name, expected)
+
+
+def _download(name: str, expected: str) -> Path:
+    url = f"{REPOSITORY}/raw/{COMMIT}/resnet20_models/{name}.zip"
+    dest = cache_dir() / f"{name}.zip"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    os.close(fd)
+    try:
+        urllib.request.urlretrieve(url, tmp)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ThesisModelError(f"could not download {url} ({e}). Offline, put the zips in a folder and set "
+                               f"{ENV_VAR} to it.") from e
+    if _sha256(Path(tmp)) != expected:
+        Path(tmp).unlink(missing_ok=True)
+        raise ThesisModelError(f"{url} does not match its published sha256; not using it")
+    os.replace(tmp, dest)
+    return dest
+
+
+def saved_model(name: str, folder=None):
+    """The SavedModel as published (its serving signature outputs softmax probabilities)."""
+    import tensorflow as tf
+    path = zip_path(name, folder)
+    target = cache_dir() / "unzipped" / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent))
+        with zipfile.ZipFile(path) as z:
+            z.extractall(staging)
+        inner = next(p.parent for p in staging.rglob("saved_model.pb"))
+        os.replace(inner, target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return tf.saved_model.load(str(target))
+
+
+def rebuild(name: str, folder=None, kaf_mode: str = "table"):
+    """A native Keras 3 ResNet20 (thesis variant, logits) carrying the published weights.
+
+    Returns ``(model, saved)`` where ``saved`` is the loaded SavedModel, for comparisons.
+    """
+    act, _ = PUBLISHED[name]
+    saved = saved_model(name, folder)
+    options = {"mode": kaf_mode} if act.startswith("kaf") else {}
+    model = models.resnet(20, act, variant="thesis", l2=0.0, **options)
+    source = [v for v in saved.variables]
+    i = 0
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if isinstance(layer, activations.KAF):
+            names = ["mix_coeffs", "dictionary"] + (["kernel_bw"] if layer.trainable_bandwidth else [])
+            values = {}
+            for expected in names:
+                v = source[i]
+                if expected not in v.name:
+                    raise ThesisModelError(f"{name}: expected {expected} for {layer.name}, found {v.name}")
+                values[expected] = v.numpy().astype(np.float32)
+                i += 1
+            layer.alpha.assign(values["mix_coeffs"].reshape(layer.alpha.shape))
+            layer.dict.assign(values["dictionary"].reshape(layer.dict.shape))
+            if "kernel_bw" in values:
+                layer.gamma.assign(values["kernel_bw"].reshape(layer.gamma.shape))
+            continue
+        for w in layer.weights:
+            v = source[i]
+            if tuple(v.shape) != tuple(w.shape):
+                raise ThesisModelError(f"{name}: shape mismatch at {layer.name}/{w.name}: {tuple(v.shape)} "
+                                       f"in the SavedModel ({v.name}) vs {tuple(w.shape)}")
+            w.assign(v.numpy().astype(np.float32))
+            i += 1
+    if i != len(source):
+        raise ThesisModelError(f"{name}: {len(source) - i} SavedModel variables were not used")
+    return model, saved
+
+
+def compare(model, saved, x) -> dict:
+    """Max differences between the rebuild and the SavedModel on ``x``: probabilities and labels."""
+    import tensorflow as tf
+    ours = tf.nn.softmax(model(x, training=False)).numpy()
+    theirs = saved.signatures["serving_default"](input_1=tf.constant(x))
+    theirs = next(iter(theirs.values())).numpy()
+    return {"max_abs_prob_diff": float(np.abs(ours - theirs).max()),
+            "label_agreement": float(np.mean(ours.argmax(1) == theirs.argmax(1)))}
