@@ -198,3 +198,13 @@ def test_kaf_shape_snapshots_per_epoch(tiny, runs):
     assert all(s["layer"] == "act1_1" and len(s["f"]) == 4 for s in shots)
     assert shots[0]["f"] != shots[1]["f"]  # training moved the shape
     assert training.train(_config(epochs=1), tiny, runs=runs, verbose=False).history[0]["kaf_shape"] is None
+
+
+def test_kaf_training_is_bit_for_bit_repeatable(tiny, tmp_path):
+    """nbval compares stored outputs with a fresh run, so a KAF run must not depend on thread timing
+    (the custom gradient once used bincount, whose CPU kernel summed in a thread-dependent order)."""
+    config = _config(activation="kaf", method="fgsm_rs", optimizer="sgd", lr=0.05, epochs=1)
+    a = training.train(config, tiny, runs=tmp_path / "a", verbose=False)
+    b = training.train(config, tiny, runs=tmp_path / "b", verbose=False)
+    for x, y in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_array_equal(x, y)
