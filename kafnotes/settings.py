@@ -31,3 +31,13 @@ def show_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
     return os.environ.get("KAFNOTES_PROGRESS", "0") == "1"
+
+
+def test_environment():
+    """For pytest (and the nbval kernels it starts, which inherit the environment): quiet TF, stable
+    numerics, no user data, and a fresh records folder, so every run recomputes instead of reusing."""
+    import tempfile
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ["KAFNOTES_RUNS"] = tempfile.mkdtemp(prefix="kafnotes-test-runs-")
+    os.environ.pop("KAFNOTES_CIFAR10", None)

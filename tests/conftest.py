@@ -1,12 +1,6 @@
-import os
-import tempfile
+from kafnotes.settings import test_environment
 
-# Before anything imports TensorFlow, and inherited by nbval's kernels: quiet logs, stable numerics,
-# and a fresh records folder so every session recomputes instead of reusing stale runs.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ["KAFNOTES_RUNS"] = tempfile.mkdtemp(prefix="kafnotes-test-runs-")
-os.environ.pop("KAFNOTES_CIFAR10", None)
+test_environment()  # before TensorFlow is imported; nbval's kernels inherit it
 
 import pytest  # noqa: E402
 
