@@ -39,5 +39,6 @@ def test_environment():
     import tempfile
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ["PYTHONWARNINGS"] = "ignore"  # as in `kafnotes run`/`refresh` kernels: no stray stderr
     os.environ["KAFNOTES_RUNS"] = tempfile.mkdtemp(prefix="kafnotes-test-runs-")
     os.environ.pop("KAFNOTES_CIFAR10", None)
