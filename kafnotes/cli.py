@@ -83,25 +83,91 @@ def execute(notebook: Path, output: Path, parameters: dict, runs: Path, cwd: Pat
         os.environ.update(old)
 
 
+def default_jobs() -> int:
+    # Chapters spend much of their time tracing tf.functions in one Python thread, so two chapters
+    # share two cores well; more than four only adds memory (about 2 GB per kernel).
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def waits_for(nb: Path) -> list[str]:
+    """Chapters whose run records this chapter reuses (its notebook metadata ``kafnotes.after``)."""
+    return list(json.loads(nb.read_text()).get("metadata", {}).get("kafnotes", {}).get("after", []))
+
+
+def run_chapters(notebooks: list[Path], work, jobs: int, label: str):
+    """Call ``work(notebook)`` for each chapter, up to ``jobs`` at once in worker processes.
+
+    A chapter starts only after the selected chapters it waits for have finished, so that it reuses
+    their trained models instead of training them again. The first failure stops new starts and is
+    raised once the running chapters finish.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+    total = time.perf_counter()
+    selected = {nb.stem for nb in notebooks}
+    if jobs <= 1:  # in this process, in chapter order (which respects every chapter's waits)
+        for nb in notebooks:
+            print(f"[{label}] {nb.stem} ...", flush=True)
+            print(f"[{label}] {nb.stem} done in {work(nb):.0f} s", flush=True)
+    else:
+        after = {nb.stem: [d for d in waits_for(nb) if d in selected] for nb in notebooks}
+        needed = {d for ds in after.values() for d in ds}
+        # chapters others wait for first, then the later (heavier) chapters before the lighter ones
+        pending = sorted(notebooks, key=lambda nb: (nb.stem not in needed, [-ord(c) for c in nb.stem]))
+        done, running, failure = set(), {}, None
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            while running or (pending and failure is None):
+                ready = [nb for nb in pending if all(d in done for d in after[nb.stem])]
+                while failure is None and ready and len(running) < jobs:
+                    nb = ready.pop(0)
+                    pending.remove(nb)
+                    print(f"[{label}] {nb.stem} ...", flush=True)
+                    running[pool.submit(work, nb)] = nb
+                if not running:
+                    raise SystemExit(f"kafnotes: chapters wait for each other in a cycle: {after}")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    nb = running.pop(future)
+                    try:
+                        print(f"[{label}] {nb.stem} done in {future.result():.0f} s", flush=True)
+                        done.add(nb.stem)
+                    except BaseException as e:  # noqa: BLE001 - re-raised below
+                        print(f"[{label}] {nb.stem} FAILED", flush=True)
+                        failure = failure or e
+        if failure is not None:
+            raise failure
+    print(f"[{label}] all chapters done in {time.perf_counter() - total:.0f} s", flush=True)
+
+
+class _ExecuteInto:
+    """Execute a chapter into ``out/book`` atomically: a failed run keeps the last good copy."""
+
+    def __init__(self, out: Path, params: dict):
+        self.out, self.params = out, params
+
+    def __call__(self, nb: Path) -> float:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=self.out) as tmp:
+            staged = Path(tmp) / nb.name
+            execute(nb, staged, self.params, self.out / "runs", cwd=self.out / "book")
+            _tag_injected(staged)
+            os.replace(staged, self.out / "book" / nb.name)
+        return time.perf_counter() - t0
+
+
 def cmd_run(args) -> Path:
     root = repo_root(Path(args.root) if args.root else None)
     if args.profile not in PROFILES:
         raise SystemExit(f"kafnotes: unknown profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"kafnotes: --jobs must be at least 1 (got {args.jobs})")
     out = (Path(args.out) if args.out else root / "outputs" / args.profile).resolve()
     (out / "book").mkdir(parents=True, exist_ok=True)
     params = {"profile": args.profile, **parse_params(args.param)}
-    total = time.perf_counter()
-    for nb in pick_chapters(root, args.chapters):
-        t0 = time.perf_counter()
-        print(f"[{args.profile}] {nb.stem} ...", flush=True)
-        target = out / "book" / nb.name
-        with tempfile.TemporaryDirectory(dir=out) as tmp:  # atomic: a failed run keeps the last good copy
-            staged = Path(tmp) / nb.name
-            execute(nb, staged, params, out / "runs", cwd=out / "book")
-            _tag_injected(staged)
-            os.replace(staged, target)
-        print(f"[{args.profile}] {nb.stem} done in {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
-    print(f"[{args.profile}] all chapters done in {time.perf_counter() - total:.0f} s", flush=True)
+    notebooks = pick_chapters(root, args.chapters)
+    jobs = min(args.jobs or default_jobs(), len(notebooks))
+    run_chapters(notebooks, _ExecuteInto(out, params), jobs, args.profile)
+    print(f"[{args.profile}] executed chapters are in {out / 'book'}", flush=True)
     return out
 
 
@@ -140,17 +206,26 @@ def cmd_book(args):
 def cmd_refresh(args):
     """Re-execute the committed notebooks in place at the smoke profile (their stored nbval outputs)."""
     root = repo_root(Path(args.root) if args.root else None)
+    notebooks = pick_chapters(root, args.chapters)
     with tempfile.TemporaryDirectory() as runs:
-        for nb in pick_chapters(root, args.chapters):
-            t0 = time.perf_counter()
-            staged = nb.with_suffix(".refresh.ipynb")
-            try:
-                execute(nb, staged, {}, Path(runs), cwd=nb.parent)
-                _strip_execution_metadata(staged)
-                os.replace(staged, nb)
-            finally:
-                staged.unlink(missing_ok=True)
-            print(f"refreshed {nb.name} in {time.perf_counter() - t0:.0f} s", flush=True)
+        run_chapters(notebooks, _RefreshInPlace(Path(runs)), min(args.jobs or default_jobs(), len(notebooks)),
+                     "refresh")
+
+
+class _RefreshInPlace:
+    def __init__(self, runs: Path):
+        self.runs = runs
+
+    def __call__(self, nb: Path) -> float:
+        t0 = time.perf_counter()
+        staged = nb.with_suffix(".refresh.ipynb")
+        try:
+            execute(nb, staged, {}, self.runs, cwd=nb.parent)
+            _strip_execution_metadata(staged)
+            os.replace(staged, nb)
+        finally:
+            staged.unlink(missing_ok=True)
+        return time.perf_counter() - t0
 
 
 def _strip_execution_metadata(path: Path):
@@ -205,6 +280,8 @@ def main(argv=None):
                        help="override a chapter parameter, e.g. -p epochs=5 -p n_train=2000")
         p.add_argument("--out", help="output folder (default outputs/PROFILE)")
         p.add_argument("--root", help="repository root (default: found from the current folder)")
+        p.add_argument("-j", "--jobs", type=int, help=f"chapters executed at once (default {default_jobs()} "
+                                                      "here: the CPU count, at most 4)")
         p.set_defaults(fn=fn)
     p = sub.add_parser("train", help="train one model, then attack it with PGD")
     p.add_argument("--arch", default="resnet20")
@@ -230,6 +307,7 @@ def main(argv=None):
     p = sub.add_parser("refresh", help="re-execute the committed notebooks in place at the smoke profile")
     p.add_argument("chapters", nargs="*", default=[])
     p.add_argument("--root")
+    p.add_argument("-j", "--jobs", type=int, help="chapters executed at once (default: the CPU count, at most 4)")
     p.set_defaults(fn=cmd_refresh)
     args = parser.parse_args(argv)
     args.fn(args)

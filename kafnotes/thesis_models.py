@@ -65,11 +65,12 @@ def cache_dir() -> Path:
 
 def candidate_folders(folder=None) -> list[Path]:
     """Where zips are looked for: ``folder``, $KAFNOTES_THESIS_MODELS, a ``shared/thesis_models`` beside
-    the checkout (this project's offline copy), then the download cache."""
+    the working folder or beside the package's checkout (this project's offline copy), then the
+    download cache. The checkout matters because ``kafnotes run`` executes chapters in an output folder."""
     found = [Path(p) for p in (folder, os.environ.get(ENV_VAR)) if p]
-    here = Path.cwd().resolve()
-    found += [p / "shared" / "thesis_models" for p in (here, *here.parents)][:6]
-    return found + [cache_dir()]
+    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
+        found += [p / "shared" / "thesis_models" for p in (start, *start.parents)][:6]
+    return list(dict.fromkeys(found)) + [cache_dir()]
 
 
 def zip_path(name: str, folder=None, download: bool = True) -> Path:
@@ -124,15 +125,26 @@ def saved_model(name: str, folder=None):
     return tf.saved_model.load(str(target))
 
 
-def rebuild(name: str, folder=None, kaf_mode: str = "table"):
+def rebuild(name: str, folder=None, kaf_mode: str = "table", precision: str = "float32"):
     """A native Keras 3 ResNet20 (thesis variant, logits) carrying the published weights.
 
+    ``precision="mixed_float16"`` computes in float16 as the published SavedModels do; the default
+    float32 evaluates the same weights without float16 rounding. They differ little except for the
+    ridge-initialised KAFs, whose large mixing coefficients (|alpha| up to ~73) make float16 sums noisy.
     Returns ``(model, saved)`` where ``saved`` is the loaded SavedModel, for comparisons.
     """
+    import keras
+    if precision not in ("float32", "mixed_float16"):
+        raise ValueError(f"precision must be 'float32' or 'mixed_float16' (got {precision!r})")
     act, _ = PUBLISHED[name]
     saved = saved_model(name, folder)
     options = {"mode": kaf_mode} if act.startswith("kaf") else {}
-    model = models.resnet(20, act, variant="thesis", l2=0.0, **options)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = models.resnet(20, act, variant="thesis", l2=0.0, **options)
+    finally:
+        keras.config.set_dtype_policy(previous)
     source = [v for v in saved.variables]
     i = 0
     for layer in model.layers:
@@ -167,8 +179,10 @@ def rebuild(name: str, folder=None, kaf_mode: str = "table"):
 def compare(model, saved, x) -> dict:
     """Max differences between the rebuild and the SavedModel on ``x``: probabilities and labels."""
     import tensorflow as tf
-    ours = tf.nn.softmax(model(x, training=False)).numpy()
-    theirs = saved.signatures["serving_default"](input_1=tf.constant(x))
-    theirs = next(iter(theirs.values())).numpy()
+    ours = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)).numpy()
+    serve = saved.signatures["serving_default"]
+    (input_name,) = serve.structured_input_signature[1]  # "input_1", "input_2", ... as saved
+    theirs = next(iter(serve(**{input_name: tf.constant(x)}).values())).numpy()
     return {"max_abs_prob_diff": float(np.abs(ours - theirs).max()),
+            "mean_abs_prob_diff": float(np.abs(ours - theirs).mean()),
             "label_agreement": float(np.mean(ours.argmax(1) == theirs.argmax(1)))}

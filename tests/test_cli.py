@@ -58,3 +58,40 @@ def test_run_executes_a_chapter_into_the_profile_folder(tmp_path):
     assert "remove-input" in injected[0]["metadata"]["tags"]
     assert list((tmp_path / "runs").rglob("record.json"))  # run records land beside the outputs
     assert (ROOT / "book" / "01_activation_functions.ipynb").read_bytes() == source
+
+
+def _log_run(nb: Path) -> float:
+    """A stand-in chapter for the scheduler: notes its start and end times, fails if asked to."""
+    import time
+    start = time.time()
+    if "fail" in nb.stem:
+        raise RuntimeError(f"{nb.stem} failed")
+    time.sleep(0.3)
+    (nb.parent / f"{nb.stem}.times").write_text(f"{start} {time.time()}")
+    return 0.3
+
+
+def _chapter(folder: Path, stem: str, after=()) -> Path:
+    path = folder / f"{stem}.ipynb"
+    path.write_text(json.dumps({"cells": [], "metadata": {"kafnotes": {"after": list(after)}}}))
+    return path
+
+
+def test_parallel_chapters_wait_for_the_chapters_they_reuse(tmp_path):
+    nbs = [_chapter(tmp_path, "05_train"), _chapter(tmp_path, "06_attack", after=["05_train"]),
+           _chapter(tmp_path, "07_other"), _chapter(tmp_path, "01_first")]
+    cli.run_chapters(nbs, _log_run, jobs=2, label="test")
+    times = {p.stem: [float(t) for t in p.read_text().split()] for p in tmp_path.glob("*.times")}
+    assert set(times) == {"05_train", "06_attack", "07_other", "01_first"}
+    assert times["06_attack"][0] >= times["05_train"][1]  # started only after 05 finished
+    spans = list(times.values())
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])  # in parallel
+
+
+def test_a_failed_chapter_fails_the_run_and_starts_nothing_new(tmp_path):
+    nbs = [_chapter(tmp_path, "02_fail"), _chapter(tmp_path, "03_after", after=["02_fail"])]
+    with pytest.raises(RuntimeError, match="02_fail failed"):
+        cli.run_chapters(nbs, _log_run, jobs=2, label="test")
+    assert not (tmp_path / "03_after.times").exists()
+    with pytest.raises(SystemExit, match="--jobs must be at least 1"):
+        cli.main(["run", "01", "--jobs", "0", "--root", str(ROOT), "--out", str(tmp_path)])
