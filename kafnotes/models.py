@@ -14,15 +14,10 @@ RESNET_DEPTHS = (20, 32, 44, 56, 110)
 BN_MOMENTUM = 0.9
 
 
-def _act(activation, **options):
-    factory = activations.get(activation, **options)
-    return factory
-
-
 def light_cnn(activation="relu", num_classes: int = 10, dropout=(0.2, 0.3), seed: int | None = None,
               **act_options) -> keras.Model:
     """Section 6.1: two blocks of [conv3x3 + BN + act] x2, max-pool and dropout; GAP, dense 128, dense 10."""
-    act = _act(activation, **act_options)
+    act = activations.get(activation, **act_options)
     x = inputs = keras.Input(INPUT_SHAPE)
     for block, (filters, rate) in enumerate(zip((32, 64), dropout)):
         for i in range(2):
@@ -46,7 +41,7 @@ def vgg_like(activation="relu", num_classes: int = 10, filters=(32, 64, 128),
     if len(dropout) != len(filters) + 1:
         raise ValueError(f"vgg_like needs one dropout rate per block plus one for the dense layer "
                          f"({len(filters) + 1}), got {len(dropout)}")
-    act = _act(activation, **act_options)
+    act = activations.get(activation, **act_options)
     x = inputs = keras.Input(INPUT_SHAPE)
     for block, (f, rate) in enumerate(zip(filters, dropout)):
         for i in range(2):
@@ -80,7 +75,7 @@ def resnet(depth: int = 20, activation="relu", num_classes: int = 10, l2: float 
     if variant not in ("he", "thesis"):
         raise ValueError(f"ResNet variant must be 'he' or 'thesis' (got {variant!r})")
     n = (depth - 2) // 6
-    act = _act(activation, **act_options)
+    act = activations.get(activation, **act_options)
     reg = regularizers.l2(l2) if l2 else None
     bias = (variant == "thesis") if use_bias is None else use_bias
 

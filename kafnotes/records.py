@@ -46,6 +46,15 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def array_digest(*arrays) -> str:
+    """A short hash of array contents (e.g. the labels a run trained on), for config keys."""
+    import numpy as np
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:12]
+
+
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """Hash of the package's source, so a code change never reuses a stale record."""

@@ -147,7 +147,7 @@ def train(config: TrainConfig, cifar: data.Cifar10, runs: str | os.PathLike | No
     config.validate()
     ident = {"config": config.to_dict(), "data": {"source": cifar.source, "n_train": len(cifar.x_train),
                                                   "n_test": len(cifar.x_test),
-                                                  "labels": _digest(cifar.y_train, cifar.y_test)}}
+                                                  "labels": records.array_digest(cifar.y_train, cifar.y_test)}}
     key = records.config_key(ident)
     path = Path(runs or records.runs_dir()) / f"{config.arch}-{config.activation}-{config.method}-{key}"
     weights, record_path, ckpt = path / "model.weights.h5", path / "record.json", path / "checkpoint.npz"
@@ -329,14 +329,6 @@ def _restore(path: Path, model, optimizer):
         return int(f["epoch"]), json.loads(str(f["record"]))
 
 
-def _digest(*arrays) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:12]
-
-
 def _print_epoch(row, total, method):
     adv = "adv " if method == "fgsm_rs" else ""
     guard = f"  PGD-5 {row['guard_pgd5']:.1%}" if "guard_pgd5" in row else ""
@@ -345,6 +337,14 @@ def _print_epoch(row, total, method):
 
 
 # -- standard training for a few steps, with per-layer norms (section 7.2) ---------------------------
+
+def _endless_batches(cifar: data.Cifar10, config: TrainConfig):
+    epoch = 0
+    while True:
+        yield from data.train_batches(cifar.x_train, cifar.y_train, config.batch_size, epoch, config.seed,
+                                      config.augment)
+        epoch += 1
+
 
 def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr_start: float = 1e-5,
                   lr_end: float = 10.0, runs=None, force: bool = False):
@@ -356,7 +356,7 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
     config.validate()
     ident = {"lr_finder": config.to_dict(), "steps": steps, "lr_start": lr_start, "lr_end": lr_end,
              "data": {"source": cifar.source, "n_train": len(cifar.x_train),
-                      "labels": _digest(cifar.y_train)}}
+                      "labels": records.array_digest(cifar.y_train)}}
     key = records.config_key(ident)
     path = Path(runs or records.runs_dir()) / f"lrfinder-{config.arch}-{config.activation}-{key}.json"
     if path.exists() and not force:
@@ -369,19 +369,13 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
         optimizer.learning_rate = sweep_lr
         noise = tf.random.Generator.from_seed(config.seed)
         step = make_train_step(model, optimizer, sweep, noise)
-        lrs, losses, epoch = [], [], 0
-        while len(losses) < steps:
-            for x, y in data.train_batches(cifar.x_train, cifar.y_train, config.batch_size, epoch,
-                                           config.seed, config.augment):
-                lrs.append(float(sweep_lr(optimizer.iterations)))
-                loss = float(step(x, y)[0])
-                losses.append(loss if np.isfinite(loss) else float("inf"))
-                best = min(losses)
-                if len(losses) >= steps or losses[-1] > 4 * best + 1:  # blown up: stop the sweep
-                    break
-            if len(losses) >= steps or losses[-1] > 4 * min(losses) + 1:
+        lrs, losses = [], []
+        for x, y in _endless_batches(cifar, config):
+            lrs.append(float(sweep_lr(optimizer.iterations)))
+            loss = float(step(x, y)[0])
+            losses.append(loss if np.isfinite(loss) else float("inf"))
+            if len(losses) >= steps or losses[-1] > 4 * min(losses) + 1:  # done, or blown up
                 break
-            epoch += 1
         rec = {**ident, "lrs": lrs, "losses": losses, "environment": records.environment()}
         records.write_json(path, rec)
     lr_min, lr_max, smoothed, reliable = suggest_range(rec["lrs"], rec["losses"])
