@@ -89,6 +89,13 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def jobs_for(args, notebooks: list[Path]) -> int:
+    """How many chapters to execute at once: ``--jobs`` (at least 1), else ``default_jobs()``."""
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"kafnotes: --jobs must be at least 1 (got {args.jobs})")
+    return min(args.jobs or default_jobs(), len(notebooks))
+
+
 def waits_for(nb: Path) -> list[str]:
     """Chapters whose run records this chapter reuses (its notebook metadata ``kafnotes.after``)."""
     return list(json.loads(nb.read_text()).get("metadata", {}).get("kafnotes", {}).get("after", []))
@@ -159,14 +166,11 @@ def cmd_run(args) -> Path:
     root = repo_root(Path(args.root) if args.root else None)
     if args.profile not in PROFILES:
         raise SystemExit(f"kafnotes: unknown profile {args.profile!r}; valid profiles: {', '.join(PROFILES)}")
-    if args.jobs is not None and args.jobs < 1:
-        raise SystemExit(f"kafnotes: --jobs must be at least 1 (got {args.jobs})")
     out = (Path(args.out) if args.out else root / "outputs" / args.profile).resolve()
     (out / "book").mkdir(parents=True, exist_ok=True)
     params = {"profile": args.profile, **parse_params(args.param)}
     notebooks = pick_chapters(root, args.chapters)
-    jobs = min(args.jobs or default_jobs(), len(notebooks))
-    run_chapters(notebooks, _ExecuteInto(out, params), jobs, args.profile)
+    run_chapters(notebooks, _ExecuteInto(out, params), jobs_for(args, notebooks), args.profile)
     print(f"[{args.profile}] executed chapters are in {out / 'book'}", flush=True)
     return out
 
@@ -207,9 +211,9 @@ def cmd_refresh(args):
     """Re-execute the committed notebooks in place at the smoke profile (their stored nbval outputs)."""
     root = repo_root(Path(args.root) if args.root else None)
     notebooks = pick_chapters(root, args.chapters)
+    jobs = jobs_for(args, notebooks)
     with tempfile.TemporaryDirectory() as runs:
-        run_chapters(notebooks, _RefreshInPlace(Path(runs)), min(args.jobs or default_jobs(), len(notebooks)),
-                     "refresh")
+        run_chapters(notebooks, _RefreshInPlace(Path(runs)), jobs, "refresh")
 
 
 class _RefreshInPlace:

@@ -95,3 +95,5 @@ def test_a_failed_chapter_fails_the_run_and_starts_nothing_new(tmp_path):
     assert not (tmp_path / "03_after.times").exists()
     with pytest.raises(SystemExit, match="--jobs must be at least 1"):
         cli.main(["run", "01", "--jobs", "0", "--root", str(ROOT), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--jobs must be at least 1"):
+        cli.main(["refresh", "01", "--jobs", "0", "--root", str(ROOT)])
