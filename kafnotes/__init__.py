@@ -10,12 +10,17 @@ Data -> model -> train -> attack -> record -> plot:
 
 __version__ = "0.1.0"
 
+import os as _os
+
 from .settings import quiet_tensorflow as _quiet
 
 _quiet()  # before TensorFlow is first imported
 
 try:
-    import tensorflow as _tf  # noqa: F401
+    # The book runs on TensorFlow. The layers and models alone also run on Keras' other backends
+    # (benchmarks/gpu_epoch.py times them on JAX), which need no TensorFlow.
+    if _os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import tensorflow as _tf  # noqa: F401
 except ImportError as e:  # Colab ships TF; elsewhere requirements.txt pins tensorflow-cpu
     raise ImportError("kafnotes needs TensorFlow >= 2.16 with Keras 3: `pip install tensorflow-cpu` "
                       "(CPU) or `pip install 'tensorflow[and-cuda]'` (NVIDIA GPU).") from e

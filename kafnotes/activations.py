@@ -18,7 +18,6 @@ from typing import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 _INITS = {
@@ -152,7 +151,8 @@ class KAF(keras.layers.Layer):
     def _call_table(self, x):
         # Index arithmetic runs in the variable dtype (float32 under mixed precision), since float16
         # cannot resolve a 1024-point grid; the result returns in the layer's compute dtype.
-        y = _table_lookup(ops.cast(x, self.variable_dtype), self.table(), self._lo, self._step)
+        lookup = _table_lookup if keras.backend.backend() == "tensorflow" else _table_lookup_autodiff
+        y = lookup(ops.cast(x, self.variable_dtype), self.table(), self._lo, self._step)
         return ops.cast(y, self.compute_dtype)
 
     def shapes(self, x=None):
@@ -186,6 +186,7 @@ class KWinnersTakeAll(keras.layers.Layer):
         self.ratio.assign(ratio)
 
     def call(self, x):
+        tf = _tensorflow("k-WTA")
         flat = ops.reshape(x, (ops.shape(x)[0], -1))
         n = flat.shape[-1]
         k = ops.cast(ops.ceil(ops.cast(self.ratio, "float32") * n), "int32")
@@ -208,6 +209,7 @@ def _table_lookup(x, table, lo: float, step: float):
     (a histogram of the upstream gradient over the grid), and stores only the index, the fraction and
     the slope: autodiff through the gather took 3.6x longer here.
     """
+    import tensorflow as tf
     channels, size = table.shape
     hi = lo + step * (size - 1)
 
@@ -247,7 +249,31 @@ def _table_lookup(x, table, lo: float, step: float):
     return lookup(x, table)
 
 
+def _table_lookup_autodiff(x, table, lo: float, step: float):
+    """The same interpolation in backend-neutral ops, differentiated by the backend (for JAX and
+    PyTorch, where XLA or the autograd engine turns the gather's gradient into one scatter-add)."""
+    channels, size = table.shape
+    hi = lo + step * (size - 1)
+    table_ = ops.concatenate([table[:, 1:2], table[:, 1:-1], table[:, -2:-1]], axis=1)
+    u = (ops.clip(x, lo, hi) - lo) * (1.0 / step)
+    pos = ops.clip(ops.cast(ops.floor(u), "int32"), 0, size - 2)
+    frac = u - ops.stop_gradient(ops.cast(pos, u.dtype))
+    idx = pos + (size - 1) * ops.arange(channels, dtype="int32")
+    left = ops.take(ops.reshape(table_[:, :-1], (-1,)), idx)
+    rise = ops.take(ops.reshape(table_[:, 1:] - table_[:, :-1], (-1,)), idx)
+    return left + rise * frac
+
+
+def _tensorflow(what: str):
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(f"{what} needs Keras' TensorFlow backend (KERAS_BACKEND=tensorflow); "
+                                  f"this process runs {keras.backend.backend()!r}.")
+    import tensorflow as tf
+    return tf
+
+
 def _topk_mask(idx, shape, dtype):
+    import tensorflow as tf
     rows = tf.broadcast_to(tf.range(shape[0])[:, None], tf.shape(idx))
     coords = tf.stack([rows, idx], axis=-1)
     return tf.scatter_nd(coords, tf.ones(tf.shape(idx), dtype), shape)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import layers, regularizers
 
@@ -117,6 +119,18 @@ def resnet(depth: int = 20, activation="relu", num_classes: int = 10, l2: float 
 ARCHITECTURES = {"light_cnn": light_cnn, "vgg_like": vgg_like, "resnet20": lambda **kw: resnet(20, **kw),
                  "resnet32": lambda **kw: resnet(32, **kw), "resnet44": lambda **kw: resnet(44, **kw),
                  "resnet56": lambda **kw: resnet(56, **kw), "resnet110": lambda **kw: resnet(110, **kw)}
+
+
+@contextlib.contextmanager
+def precision(policy: str):
+    """Build layers under Keras' dtype policy ``policy`` ("float32", "mixed_float16", ...), then put
+    back whichever policy was in force, so no caller leaks its precision into the next model."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def build(arch: str, activation="relu", **kwargs) -> keras.Model:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,6 +34,29 @@ def write_json(path: str | os.PathLike, obj) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike):
+    """Hold an OS lock on ``path`` (a ``.lock`` file) while the body runs.
+
+    Two chapters that need the same run (chapter 6 attacks chapter 5's models) can then run side by
+    side: the second waits for the first to finish that run and reuses it instead of training it
+    again. The OS releases the lock when its process dies, so a crash never leaves a stale lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no shared runs between processes, nothing to wait for
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_json(path: str | os.PathLike):

@@ -24,6 +24,14 @@ def setup(seed: int = 0, deterministic: bool = True):
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+        # Ops that TF runs side by side share the CPU threads, and identical runs then drifted apart in
+        # the last bits (VGG with KAF_Free, ResNet56: 3-4 different results in 4 runs). One op at a
+        # time made them bit-identical, with no loss of speed on 2 cores.
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TF already ran an op with another setting; it cannot change now
+            warnings.warn("kafnotes.setup() came after TensorFlow's first op, so runs may differ in the "
+                          "last bits from one process to the next; call it first for bit-identical runs.")
 
 
 def show_progress(progress: bool | None) -> bool:

@@ -133,18 +133,13 @@ def rebuild(name: str, folder=None, kaf_mode: str = "table", precision: str = "f
     ridge-initialised KAFs, whose large mixing coefficients (|alpha| up to ~73) make float16 sums noisy.
     Returns ``(model, saved)`` where ``saved`` is the loaded SavedModel, for comparisons.
     """
-    import keras
     if precision not in ("float32", "mixed_float16"):
         raise ValueError(f"precision must be 'float32' or 'mixed_float16' (got {precision!r})")
     act, _ = PUBLISHED[name]
     saved = saved_model(name, folder)
     options = {"mode": kaf_mode} if act.startswith("kaf") else {}
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with models.precision(precision):
         model = models.resnet(20, act, variant="thesis", l2=0.0, **options)
-    finally:
-        keras.config.set_dtype_policy(previous)
     source = [v for v in saved.variables]
     i = 0
     for layer in model.layers:

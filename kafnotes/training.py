@@ -150,8 +150,12 @@ def train(config: TrainConfig, cifar: data.Cifar10, runs: str | os.PathLike | No
                                                   "labels": records.array_digest(cifar.y_train, cifar.y_test)}}
     key = records.config_key(ident)
     path = Path(runs or records.runs_dir()) / f"{config.arch}-{config.activation}-{config.method}-{key}"
-    weights, record_path, ckpt = path / "model.weights.h5", path / "record.json", path / "checkpoint.npz"
+    with records.exclusive(path.with_name(path.name + ".lock")):  # another process may be training it
+        return _train(config, cifar, path, key, ident, force, verbose, stop_after)
 
+
+def _train(config, cifar, path, key, ident, force, verbose, stop_after) -> Run:
+    weights, record_path, ckpt = path / "model.weights.h5", path / "record.json", path / "checkpoint.npz"
     settings.setup(config.seed)
     model, optimizer = build(config, steps_per_epoch=-(-len(cifar.x_train) // config.batch_size))
     if not force and record_path.exists() and weights.exists():
@@ -239,12 +243,8 @@ def _finish(model, record, cifar, path, config, verbose):
 
 def build(config: TrainConfig, steps_per_epoch: int = 1):
     """The model and optimizer a run starts from (seeded by the caller)."""
-    if config.mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
-    try:
+    with models.precision("mixed_float16" if config.mixed_precision else "float32"):
         model = models.build(config.arch, config.activation, **config.act_options, **config.arch_options)
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
     if config.schedule == "one_cycle":
         lr = OneCycle(config.lr_min, config.lr, config.epochs * steps_per_epoch,
                       halve_every=4 * steps_per_epoch)

@@ -72,6 +72,21 @@ def test_table_gradients_stay_close_to_the_straightforward_kaf(free):
         assert gd is not None and gg is not None and np.isfinite(gd.numpy()).all()
 
 
+def test_backend_neutral_lookup_matches_the_custom_gradient():
+    """Other Keras backends (JAX, for the GPU benchmark) take the autodiff lookup: same values and
+    gradients as TensorFlow's custom gradient, including clipped far inputs."""
+    layer = _kaf("table", trainable_dictionary=True, trainable_bandwidth=True)
+    x = np.concatenate([RNG.normal(0, 2, (62, 8)), np.full((2, 8), 40.0)]).astype(np.float32)
+
+    def via(lookup):
+        return lambda t: lookup(t, layer.table(), layer._lo, layer._step)
+
+    np.testing.assert_allclose(via(activations._table_lookup_autodiff)(x), layer(x), atol=1e-6)
+    for got, want in zip(_grads(via(activations._table_lookup_autodiff), layer, x),
+                         _grads(via(activations._table_lookup), layer, x)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_far_inputs_give_zero_and_no_nan():
     for mode in ("table", "exact"):
         layer = _kaf(mode)

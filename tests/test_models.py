@@ -61,3 +61,19 @@ def test_bad_architecture_arguments():
         models.light_cnn("relu7")
     with pytest.raises(ValueError, match="variant"):
         models.resnet(20, variant="preact")
+
+
+def test_precision_builds_in_a_policy_and_restores_the_previous_one():
+    import keras
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        with models.precision("mixed_float16"):
+            model = models.resnet(20, "kaf")
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert model.layers[-1].compute_dtype == "float16" and model.layers[-1].variable_dtype == "float32"
+        with pytest.raises(RuntimeError):
+            with models.precision("float32"):
+                raise RuntimeError("a failed build")
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
