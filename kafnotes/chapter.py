@@ -84,7 +84,20 @@ def adversarial_config(arch: str, activation: str, P: dict, lr_min: float, lr_ma
 
 
 def results_row(run, ev: dict, **columns) -> dict:
-    flags = run.record["flags"]
-    note = "diverged" if flags["diverged"] else (
-        f"early stop (epoch {flags['early_stopped_epoch']})" if flags["early_stopped_epoch"] is not None else "")
-    return {**columns, "clean": ev["clean"], "robust": ev["robust"], "note": note}
+    """One table row; its note says why a row's accuracy should not be read as the activation's."""
+    return {**columns, "clean": ev["clean"], "robust": ev["robust"], "note": training_note(run.record)}
+
+
+def training_note(record: dict, blowup: float = 10.0) -> str:
+    """"diverged" (a non-finite value), "loss exploded" (an epoch's loss above ``blowup`` times the
+    first epoch's while staying finite: KAF ResNets at lr 0.8 reach 1e8), "early stop (epoch k)"."""
+    flags = record["flags"]
+    if flags["diverged"]:
+        return "diverged"
+    kept = flags["early_stopped_epoch"]  # the guard rolled back the epochs after this one
+    losses = [h["loss"] for h in record["history"][:kept]]
+    if losses and max(losses) > blowup * losses[0]:
+        return f"loss exploded (to {max(losses):.2g})"
+    if flags["early_stopped_epoch"] is not None:
+        return f"early stop (epoch {flags['early_stopped_epoch']})"
+    return ""
