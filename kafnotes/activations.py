@@ -187,8 +187,10 @@ class KWinnersTakeAll(keras.layers.Layer):
 
     def call(self, x):
         tf = _tensorflow("k-WTA")
-        flat = ops.reshape(x, (ops.shape(x)[0], -1))
-        n = flat.shape[-1]
+        # N from the static per-sample shape: with an unknown batch size (a function traced for
+        # several batch sizes) reshaping to (batch, -1) would leave N unknown too.
+        n = int(np.prod(x.shape[1:]))
+        flat = ops.reshape(x, (-1, n))
         k = ops.cast(ops.ceil(ops.cast(self.ratio, "float32") * n), "int32")
         k = ops.clip(k, 1, n)
         _, idx = tf.math.top_k(flat, k=k)

@@ -174,6 +174,15 @@ def test_kwta_gradient_flows_through_kept_values_only():
     np.testing.assert_array_equal(g, (y.numpy() != 0).astype(np.float32))
 
 
+def test_kwta_works_with_an_unknown_batch_size():
+    """PGD's compiled function generalises to batch size None once it sees a second batch size
+    (the `cpu` profile's 500 images in batches of 256); k-WTA must still know N."""
+    layer = KWinnersTakeAll(0.2)
+    x = RNG.normal(size=(3, 6, 6, 5)).astype(np.float32)
+    fn = tf.function(layer, input_signature=[tf.TensorSpec((None, 6, 6, 5), tf.float32)])
+    np.testing.assert_array_equal(fn(x).numpy(), _kwta_reference(x, 0.2)[0])
+
+
 def test_named_activations_and_errors():
     for name in ["relu", "elu", "swish", "kaf", "kaf_relu", "kaf_elu", "kaf_swish", "kaf_free", "kwta",
                  "sigmoid", "tanh", "leaky_relu", "gelu"]:
