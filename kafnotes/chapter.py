@@ -98,6 +98,6 @@ def training_note(record: dict, blowup: float = 10.0) -> str:
     losses = [h["loss"] for h in record["history"][:kept]]
     if losses and max(losses) > blowup * losses[0]:
         return f"loss exploded (to {max(losses):.2g})"
-    if flags["early_stopped_epoch"] is not None:
-        return f"early stop (epoch {flags['early_stopped_epoch']})"
+    if kept is not None:
+        return f"early stop (epoch {kept})"
     return ""
