@@ -30,11 +30,22 @@ def _loss(model, x, y, loss):
 _COMPILED: dict = {}
 
 
-def _pgd_fn(model, loss_name="ce"):
-    """One compiled PGD batch function per model and loss (retracing per call would dominate)."""
-    key = (id(model), loss_name)
+def _pgd_fn(model, loss_name, sample_shape):
+    """One compiled PGD batch function per model, loss and input shape (retracing per call would dominate).
+
+    Its batch size is always ``None``. Traced for the first batch size it saw, the graph gave
+    different adversarial examples (up to a whole eps on some pixels, for a KAF_ELU ResNet20) from
+    one traced for any size, so the same attack's results depended on what the process had attacked
+    before: a model trained in the chapter (its guard attacks training batches) against the same model
+    loaded from disk.
+    """
+    key = (id(model), loss_name, tuple(sample_shape))
     if key not in _COMPILED or _COMPILED[key][0] is not model:
-        @tf.function(reduce_retracing=True)
+        scalar = tf.TensorSpec([], tf.float32)
+        @tf.function(input_signature=[tf.TensorSpec([None, *sample_shape], tf.float32),
+                                      tf.TensorSpec([None], tf.int32), scalar, scalar,
+                                      tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool),
+                                      tf.TensorSpec([2], tf.int64)])
         def attack(x, y, eps, alpha, steps, random_start, seed):
             delta = tf.cond(random_start,
                             lambda: tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps),
@@ -73,7 +84,7 @@ def pgd(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 
     x = np.asarray(x, np.float32)
     y_true = np.asarray(y, np.int32)
     target = y_true if labels == "true" else predict_labels(model, x)
-    attack = _pgd_fn(model, loss)
+    attack = _pgd_fn(model, loss, x.shape[1:])
     x_adv = x.copy()
     robust = np.ones(len(x), bool)
     n_batches = -(-len(x) // batch_size)
@@ -83,7 +94,7 @@ def pgd(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 
         for b in range(n_batches):
             sl = slice(b * batch_size, (b + 1) * batch_size)
             adv, correct = attack(tf.constant(x[sl]), tf.constant(target[sl]), tf.constant(eps, tf.float32),
-                                  tf.constant(alpha, tf.float32), tf.constant(steps),
+                                  tf.constant(alpha, tf.float32), tf.constant(int(steps), tf.int32),
                                   tf.constant(random_start), tf.constant([seed, r * 100003 + b], tf.int64))
             adv, correct = adv.numpy(), correct.numpy()
             if labels == "predicted":  # the thesis scored against the true labels afterwards

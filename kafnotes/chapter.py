@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import attacks, data, records, settings
+from . import data, settings
+from .evaluation import eval_subset, evaluate  # noqa: F401  (chapters call them from here)
 from .profiles import get_profile
 
 
@@ -32,36 +33,6 @@ def caption(P: dict, what: str = "", pgd: bool = True, **attack) -> str:
         parts.append(f"PGD-{steps}-{attack.get('restarts', P['pgd_restarts'])} at eps={eps * 255:.1f}/255, "
                      f"true labels, {P['n_eval'] or 'all'} test images")
     return f"{what} [{'; '.join(parts)}]".strip()
-
-
-def eval_subset(P: dict, cifar):
-    n = P["n_eval"] or len(cifar.x_test)
-    return cifar.x_test[:n], cifar.y_test[:n]
-
-
-def evaluate(run, P: dict, cifar, **attack) -> dict:
-    """Clean and PGD accuracy of a trained run on the profile's evaluation subset, as a reusable record.
-
-    The record lives beside the run's weights and is reused when the same attack is asked again.
-    """
-    x, y = eval_subset(P, cifar)
-    spec = {"eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"], "restarts": P["pgd_restarts"],
-            "n": len(x), **attack}
-    path = run.path / f"eval-{records.config_key(spec)}.json"
-    with records.exclusive(path.with_suffix(".lock")):  # chapters 5 and 6 ask for the same evaluation
-        if path.exists():
-            return records.read_json(path)
-        return _evaluate(run, x, y, spec, attack, path)
-
-
-def _evaluate(run, x, y, spec, attack, path) -> dict:
-    robust = attacks.robust_accuracy(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
-                                     restarts=spec["restarts"], **{k: v for k, v in attack.items()
-                                                                   if k in ("labels", "loss")})
-    rec = {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": robust,
-           "environment": records.environment()}
-    records.write_json(path, rec)
-    return rec
 
 
 def percent(df: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:

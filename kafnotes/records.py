@@ -79,12 +79,23 @@ def array_digest(*arrays) -> str:
     return h.hexdigest()[:12]
 
 
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """Hash of the package's source, so a code change never reuses a stale record."""
+# Modules that only present results: a change to a caption, a plot or the CLI keeps the records.
+# Every other module (a new one included) is hashed, so a change to what is computed never reuses them.
+PRESENTATION_MODULES = frozenset({"__init__.py", "chapter.py", "cli.py", "plots.py", "profiles.py", "thesis.py"})
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint(package: str | os.PathLike | None = None) -> str:
+    """Hash of the source of the kafnotes modules that compute results (all but the presentation ones).
+
+    Computed once per process, so it names the code this process imported even if the files are
+    edited while it runs. Profile values need no hashing: they reach a record through its config.
+    """
     h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(p.read_bytes())
+    for p in sorted(Path(package or Path(__file__).parent).glob("*.py")):
+        if p.name not in PRESENTATION_MODULES:
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
 

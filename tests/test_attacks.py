@@ -84,3 +84,23 @@ def test_bad_attack_arguments(trained, kw, message):
     model, x, y = trained
     with pytest.raises(ValueError, match=message):
         attacks.pgd(model, x[:2], y[:2], **kw)
+
+
+def test_an_attack_does_not_depend_on_the_batch_sizes_attacked_before(sample):
+    """A KAF_ELU ResNet20 gave different PGD examples once its compiled attack had first seen another
+    batch size (a model trained in-process had: its overfitting guard attacks training batches)."""
+    from kafnotes import models, settings
+    settings.setup(0)
+    model = models.build("resnet20", "kaf_elu")
+    x, y = sample.x_test[:100], sample.y_test[:100]
+    attacks._COMPILED.clear()
+    fresh = attacks.pgd(model, x, y, steps=5)
+    attacks._COMPILED.clear()
+    attacks.pgd(model, x[:50], y[:50], steps=1)
+    after_other_size = attacks.pgd(model, x, y, steps=5)
+    np.testing.assert_array_equal(fresh[0], after_other_size[0])
+    np.testing.assert_array_equal(fresh[1], after_other_size[1])
+    clf = art_attacks.classifier(model)
+    first = clf.predict(x[:7])
+    art_attacks.predict(clf, x)
+    np.testing.assert_array_equal(first, clf.predict(x[:7]))

@@ -1,0 +1,55 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import kafnotes
+from kafnotes import data, evaluation, records, training
+from kafnotes.profiles import get_profile
+from kafnotes.training import TrainConfig
+
+
+def _package_copy(tmp_path):
+    copy = tmp_path / "kafnotes"
+    shutil.copytree(Path(kafnotes.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "_data"))
+    return copy
+
+
+def test_fingerprint_follows_computing_modules_and_ignores_presentation(tmp_path):
+    pkg = _package_copy(tmp_path)
+    before = records.code_fingerprint(pkg)
+    assert before == records.code_fingerprint(Path(kafnotes.__file__).parent)
+    for name in ("plots.py", "chapter.py", "cli.py"):  # a caption or a figure changes no result
+        (pkg / name).write_text((pkg / name).read_text() + "\n# reworded\n")
+    records.code_fingerprint.cache_clear()
+    assert records.code_fingerprint(pkg) == before
+    (pkg / "training.py").write_text((pkg / "training.py").read_text() + "\n# changed\n")
+    records.code_fingerprint.cache_clear()
+    assert records.code_fingerprint(pkg) != before
+    (pkg / "training.py").unlink()
+    (pkg / "new_module.py").write_text("x = 1\n")  # unknown modules count as computing ones
+    records.code_fingerprint.cache_clear()
+    assert records.code_fingerprint(pkg) not in (before, records.code_fingerprint(_package_copy(tmp_path / "b")))
+
+
+def test_fingerprint_names_the_code_this_process_imported(tmp_path):
+    pkg = _package_copy(tmp_path)
+    first = records.code_fingerprint(pkg)
+    (pkg / "attacks.py").write_text("# edited while a run is going\n")
+    assert records.code_fingerprint(pkg) == first  # cached: the edit is not what this process runs
+
+
+def test_evaluation_is_recorded_and_reused(runs):
+    cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+    run = training.train(TrainConfig(arch="light_cnn", activation="relu", method="standard", optimizer="adam",
+                                     schedule="constant", lr=3e-3, epochs=1, batch_size=50, eval_images=40),
+                         cifar, runs=runs, verbose=False)
+    P = get_profile("smoke", n_eval=40, pgd_steps=2)
+    first = evaluation.evaluate(run, P, cifar)
+    assert 0 <= first["robust"] <= first["clean"] <= 1 and first["attack"]["n"] == 40
+    stored = list(run.path.glob("eval-*.json"))
+    assert len(stored) == 1
+    stored[0].write_text(stored[0].read_text().replace(f'"robust": {first["robust"]}', '"robust": 0.123'))
+    assert evaluation.evaluate(run, P, cifar)["robust"] == 0.123  # read back, not recomputed
+    other = evaluation.evaluate(run, P, cifar, steps=3)  # another attack is another record
+    assert len(list(run.path.glob("eval-*.json"))) == 2 and np.isfinite(other["robust"])
