@@ -76,8 +76,10 @@ def execute(notebook: Path, output: Path, parameters: dict, runs: Path, cwd: Pat
     old = dict(os.environ)
     os.environ.update(_kernel_env(runs))  # the kernel inherits this process' environment
     try:
+        # ipykernel 7 warns on every start that its local TCP sockets are unencrypted; keep its log to errors
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
-                                   progress_bar=False, kernel_name="python3")
+                                   progress_bar=False, kernel_name="python3",
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     finally:
         os.environ.clear()
         os.environ.update(old)

@@ -51,6 +51,7 @@ def test_run_executes_a_chapter_into_the_profile_folder(tmp_path):
                              "-p", "epochs=1", "--root", str(ROOT), "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stderr, result.stderr  # kernels start quietly
     out = tmp_path / "book" / "01_activation_functions.ipynb"
     nb = json.loads(out.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
