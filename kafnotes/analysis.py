@@ -37,17 +37,17 @@ def perturbation_effect(model: keras.Model, x_clean, x_adv) -> pd.DataFrame:
 
 
 def norm_trace(model: keras.Model, cifar, steps: int = 20, lr: float = 0.1, batch_size: int = 128,
-               optimizer: str = "sgd", clipnorm: float | None = None, seed: int = 0,
+               optimizer: str = "sgd", momentum: float = 0.0, clipnorm: float | None = None, seed: int = 0,
                tensorboard_dir: str | None = None) -> pd.DataFrame:
     """Standard training for ``steps`` updates, recording every kernel's weight and gradient norm.
 
-    One row per (step, layer): loss, weight_norm, grad_norm, and ``finite`` (False marks NaN/Inf).
+    SGD defaults to the thesis' (no momentum). One row per (step, layer): loss, weight_norm, grad_norm, and ``finite`` (False marks NaN/Inf).
     Training keeps going after a NaN so the table shows how it spreads. With ``tensorboard_dir`` the
     same norms are also written as TensorBoard scalars (``grad_norm/LAYER``, ``weight_norm/LAYER``).
     """
     from . import data
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    opt = (keras.optimizers.SGD(lr, momentum=0.9, clipnorm=clipnorm) if optimizer == "sgd"
+    opt = (keras.optimizers.SGD(lr, momentum=momentum, clipnorm=clipnorm) if optimizer == "sgd"
            else keras.optimizers.Adam(lr, clipnorm=clipnorm))
     kernels = [(l.name, v) for l in model.layers for v in l.trainable_variables
                if v.path.endswith("kernel")]

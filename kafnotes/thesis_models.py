@@ -125,6 +125,24 @@ def saved_model(name: str, folder=None):
     return tf.saved_model.load(str(target))
 
 
+def optimizer_config(name: str, folder=None) -> dict:
+    """The optimizer the author trained ``name`` with, as Keras saved it in the SavedModel's metadata
+    (the mixed-precision loss-scale wrapper removed): e.g. ``{"class_name": "SGD", "config": {...}}``."""
+    import json
+    from tensorflow.core.protobuf import saved_model_pb2
+    with zipfile.ZipFile(zip_path(name, folder)) as z:
+        pb = next(n for n in z.namelist() if n.endswith("saved_model.pb"))
+        graph = saved_model_pb2.SavedModel.FromString(z.read(pb)).meta_graphs[0].object_graph_def
+    for node in graph.nodes:
+        metadata = node.user_object.metadata
+        if metadata and '"training_config"' in metadata:
+            config = json.loads(metadata)["training_config"]["optimizer_config"]
+            while config["class_name"] == "LossScaleOptimizer":
+                config = config["config"]["optimizer"]
+            return config
+    raise ThesisModelError(f"{name} was saved without its training config")
+
+
 def rebuild(name: str, folder=None, kaf_mode: str = "table", precision: str = "float32"):
     """A native Keras 3 ResNet20 (thesis variant, logits) carrying the published weights.
 

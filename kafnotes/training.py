@@ -44,12 +44,14 @@ class TrainConfig:
     method: str = "fgsm_rs"          # "fgsm_rs" (adversarial) or "standard"
     epochs: int = 10
     batch_size: int = 128
-    optimizer: str = "sgd"           # "sgd" (momentum) or "adam"
+    optimizer: str = "sgd"           # "sgd" or "adam"
     schedule: str = "one_cycle"      # "one_cycle" (lr_min -> lr -> lr_min) or "constant" (lr)
     lr: float = 0.1                  # peak (one_cycle) or constant learning rate
     lr_min: float = 0.0
     extra_epochs: int = 0            # after the cycle, at lr_min / 10 halved every 4 epochs
-    momentum: float = 0.9
+    # The thesis' SGD had no momentum (Keras' default): all 13 published models store SGD with
+    # momentum 0.0. At its lr peak of 0.8, momentum 0.9 would make the effective step 10x larger.
+    momentum: float = 0.0
     weight_decay: float = 0.0        # decoupled; the architectures carry their own L2 terms
     clipnorm: float | None = None
     eps: float = 8 / 255

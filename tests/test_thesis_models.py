@@ -58,3 +58,13 @@ def test_rebuilt_model_is_differentiable():
         tape.watch(x)
         loss = tf.reduce_sum(model(x))
     assert np.isfinite(tape.gradient(loss, x).numpy()).all()
+
+
+def test_the_thesis_trained_with_plain_sgd_as_the_book_does():
+    """The optimizer settings are in no table of the thesis; its published models carry them."""
+    from kafnotes.training import TrainConfig
+    for name in thesis_models.PUBLISHED:
+        opt = thesis_models.optimizer_config(name)
+        assert opt["class_name"] == "SGD", name
+        assert opt["config"]["momentum"] == TrainConfig().momentum == 0.0, name
+        assert opt["config"]["nesterov"] is False, name
