@@ -143,6 +143,21 @@ def optimizer_config(name: str, folder=None) -> dict:
     raise ThesisModelError(f"{name} was saved without its training config")
 
 
+def training_recipe(name: str, folder=None, steps_per_epoch: float = 50_000 / 128) -> dict:
+    """What ``name``'s saved optimizer says about its training, in a table row: the optimizer, its
+    momentum, and the learning rate (a cyclical schedule if one was saved, else its last value)."""
+    opt = optimizer_config(name, folder)
+    config, lr = opt["config"], opt["config"]["learning_rate"]
+    if isinstance(lr, dict):  # tensorflow-addons' TriangularCyclicalLearningRate, saved with the model
+        c = lr["config"]
+        lr = (f"cyclic {c['initial_learning_rate']:g} -> {c['maximal_learning_rate']:g}, half-cycle "
+              f"{c['step_size'] / steps_per_epoch:.0f} epochs")
+    else:
+        lr = f"{lr:.2g} at the end (schedule not saved)"
+    return {"optimizer": opt["class_name"], "momentum": config.get("momentum"),
+            "nesterov": config.get("nesterov"), "learning rate": lr}
+
+
 def rebuild(name: str, folder=None, kaf_mode: str = "table", precision: str = "float32"):
     """A native Keras 3 ResNet20 (thesis variant, logits) carrying the published weights.
 

@@ -68,3 +68,10 @@ def test_the_thesis_trained_with_plain_sgd_as_the_book_does():
         assert opt["class_name"] == "SGD", name
         assert opt["config"]["momentum"] == TrainConfig().momentum == 0.0, name
         assert opt["config"]["nesterov"] is False, name
+
+
+def test_training_recipe_reads_a_saved_schedule_or_the_last_rate():
+    cyclic = thesis_models.training_recipe("resnet20_kafrelu_ocrob_lrfinder")
+    assert cyclic["learning rate"] == "cyclic 0.01 -> 0.8, half-cycle 40 epochs"  # the thesis' ResNet20 range
+    last = thesis_models.training_recipe("resnet20_relu_ocrob")
+    assert last["learning rate"].endswith("at the end (schedule not saved)") and last["momentum"] == 0.0
