@@ -41,9 +41,10 @@ def norm_trace(model: keras.Model, cifar, steps: int = 20, lr: float = 0.1, batc
                tensorboard_dir: str | None = None) -> pd.DataFrame:
     """Standard training for ``steps`` updates, recording every kernel's weight and gradient norm.
 
-    SGD defaults to the thesis' (no momentum). One row per (step, layer): loss, weight_norm, grad_norm, and ``finite`` (False marks NaN/Inf).
-    Training keeps going after a NaN so the table shows how it spreads. With ``tensorboard_dir`` the
-    same norms are also written as TensorBoard scalars (``grad_norm/LAYER``, ``weight_norm/LAYER``).
+    SGD defaults to the thesis' (no momentum). One row per (step, layer): loss, weight_norm,
+    grad_norm, and ``finite`` (False marks NaN/Inf). Training keeps going after a NaN so the table
+    shows how it spreads. With ``tensorboard_dir`` the same norms are also written as TensorBoard
+    scalars (``grad_norm/LAYER``, ``weight_norm/LAYER``).
     """
     from . import data
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
