@@ -250,7 +250,8 @@ def cmd_train(args):
     cifar = data.load_cifar10(args.data, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     config = training.TrainConfig(arch=args.arch, activation=args.activation, method=args.method,
                                   epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
-                                  augment=args.augment, co_guard=args.co_guard, seed=args.seed)
+                                  augment=args.augment, co_guard=args.co_guard, seed=args.seed,
+                                  arch_options=dict(variant=args.block) if args.arch.startswith("resnet") else {})
     print(f"{config.arch} / {config.activation} / {config.method} on {cifar.source}: "
           f"{len(cifar.x_train)} train, {len(cifar.x_test)} test", flush=True)
     t0 = time.perf_counter()
@@ -292,6 +293,8 @@ def main(argv=None):
     p = sub.add_parser("train", help="train one model, then attack it with PGD")
     p.add_argument("--arch", default="resnet20")
     p.add_argument("--activation", default="relu")
+    p.add_argument("--block", default="thesis", choices=["thesis", "he"],
+                   help="ResNet block: the thesis' (BN after the add; the book's default) or He et al.'s")
     p.add_argument("--method", default="fgsm_rs", choices=["fgsm_rs", "standard"])
     p.add_argument("--data", default="auto", help="'sample', 'keras', 'auto' or a path to an .npz")
     p.add_argument("--n-train", type=int)

@@ -98,3 +98,16 @@ def test_a_failed_chapter_fails_the_run_and_starts_nothing_new(tmp_path):
         cli.main(["run", "01", "--jobs", "0", "--root", str(ROOT), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--jobs must be at least 1"):
         cli.main(["refresh", "01", "--jobs", "0", "--root", str(ROOT)])
+
+
+def test_train_command_trains_attacks_and_records(tmp_path, capsys):
+    cli.main(["train", "--arch", "resnet20", "--activation", "kaf_elu", "--block", "he", "--data", "sample",
+              "--n-train", "60", "--n-test", "30", "--epochs", "1", "--batch-size", "32", "--pgd-steps", "2",
+              "--n-eval", "16", "--runs", str(tmp_path)])
+    out = capsys.readouterr().out
+    result = json.loads(out[out.rindex("\n{") + 1:])  # the summary is printed last
+    assert result["n_eval"] == 16 and 0 <= result["robust"] <= result["clean"] <= 1
+    (record,) = tmp_path.glob("*/record.json")
+    config = json.loads(record.read_text())["config"]
+    assert config["arch_options"] == {"variant": "he"} and config["activation"] == "kaf_elu"
+    assert list(record.parent.glob("cli-eval-pgd2-1-n16.json"))
