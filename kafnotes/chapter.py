@@ -54,9 +54,16 @@ def adversarial_config(arch: str, activation: str, P: dict, lr_min: float, lr_ma
                        seed=seed, **extra)
 
 
+CHANCE = 0.1  # CIFAR-10's ten balanced classes
+
+
 def results_row(run, ev: dict, **columns) -> dict:
-    """One table row; its note says why a row's accuracy should not be read as the activation's."""
-    return {**columns, "clean": ev["clean"], "robust": ev["robust"], "note": training_note(run.record)}
+    """One table row; its note says why a row's accuracy should not be read as the activation's:
+    the training went wrong (``training_note``) or the model ended within 5 points of chance."""
+    notes = [training_note(run.record)]
+    if ev["clean"] < CHANCE + 0.05:
+        notes.append("at chance")
+    return {**columns, "clean": ev["clean"], "robust": ev["robust"], "note": "; ".join(n for n in notes if n)}
 
 
 def training_note(record: dict, blowup: float = 10.0) -> str:

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 from kafnotes import chapter
 
 
@@ -15,3 +17,11 @@ def test_training_note_names_what_went_wrong():
     # the guard keeps epochs 1..2 and rolls back the third, so the third's loss does not count
     assert chapter.training_note(_record([3.4, 2.9, 90.0], early=2)) == "early stop (epoch 2)"
     assert chapter.training_note(_record([3.4, 40.0, 2.0], early=2)) == "loss exploded (to 40)"
+
+
+def test_a_row_at_chance_says_so():
+    run = SimpleNamespace(record=_record([37.5, 4.8e8]))
+    assert chapter.results_row(run, {"clean": 0.112, "robust": 0.0}, activation="kaf") == {
+        "activation": "kaf", "clean": 0.112, "robust": 0.0, "note": "loss exploded (to 4.8e+08); at chance"}
+    assert chapter.results_row(SimpleNamespace(record=_record([3.4, 2.1])), {"clean": 0.35, "robust": 0.1})["note"] == ""
+    assert chapter.results_row(SimpleNamespace(record=_record([3.4, 2.1])), {"clean": 0.14, "robust": 0.1})["note"] == "at chance"
