@@ -20,8 +20,9 @@ def test_training_note_names_what_went_wrong():
 
 
 def test_a_row_at_chance_says_so():
-    run = SimpleNamespace(record=_record([37.5, 4.8e8]))
-    assert chapter.results_row(run, {"clean": 0.112, "robust": 0.0}, activation="kaf") == {
+    exploded, fine = SimpleNamespace(record=_record([37.5, 4.8e8])), SimpleNamespace(record=_record([3.4, 2.1]))
+    assert chapter.results_row(exploded, {"clean": 0.112, "robust": 0.0}, activation="kaf") == {
         "activation": "kaf", "clean": 0.112, "robust": 0.0, "note": "loss exploded (to 4.8e+08); at chance"}
-    assert chapter.results_row(SimpleNamespace(record=_record([3.4, 2.1])), {"clean": 0.35, "robust": 0.1})["note"] == ""
-    assert chapter.results_row(SimpleNamespace(record=_record([3.4, 2.1])), {"clean": 0.14, "robust": 0.1})["note"] == "at chance"
+    assert chapter.results_row(fine, {"clean": 0.35, "robust": 0.1})["note"] == ""
+    assert chapter.results_row(fine, {"clean": 0.14, "robust": 0.1})["note"] == "at chance"
+    assert chapter.results_row(fine, {"clean": 15 / 100, "robust": 0.1})["note"] == ""  # 5 points above
