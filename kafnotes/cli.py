@@ -35,7 +35,8 @@ def repo_root(start: Path | None = None) -> Path:
 
 
 def chapters(root: Path) -> list[Path]:
-    return sorted((root / "book").glob("[0-9][0-9]_*.ipynb"))
+    """The chapter notebooks, without the copies ``refresh`` stages beside them while it runs."""
+    return sorted(p for p in (root / "book").glob("[0-9][0-9]_*.ipynb") if not p.name.endswith(".refresh.ipynb"))
 
 
 def pick_chapters(root: Path, names: list[str]) -> list[Path]:

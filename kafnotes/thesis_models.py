@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import activations, models
+from . import activations, attacks, models, records
 
 ENV_VAR = "KAFNOTES_THESIS_MODELS"
 REPOSITORY = ("https://github.com/arbiter1elegantiae/"
@@ -214,3 +214,41 @@ def compare(model, saved, x) -> dict:
     return {"max_abs_prob_diff": float(np.abs(ours - theirs).max()),
             "mean_abs_prob_diff": float(np.abs(ours - theirs).mean()),
             "label_agreement": float(np.mean(ours.argmax(1) == theirs.argmax(1)))}
+
+
+def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
+          apgd_steps: int = 20, seed: int = 0, rebuilt=None, runs=None) -> dict:
+    """Chapter 7's attacks on published model ``name``, stored as a record and reused when asked again.
+
+    On ``x, y``: clean accuracy in float32 and float16, FGSM, PGD on the true labels (and its
+    examples fed to the float16 rebuild), PGD on the model's own predictions as the thesis ran it,
+    APGD-CE/DLR, and the sanity checklist. ``rebuilt``: the ``(float32, float16)`` rebuilds of
+    ``name`` if already made. The record's key holds the model's sha256, the images, the attack and
+    the code, so a rebuilt book reuses it and anything else attacks afresh.
+    """
+    from . import art_attacks
+    if name not in PUBLISHED:
+        raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
+    spec = {"model": name, "sha256": checksums()[f"{name}.zip"], "images": records.array_digest(x, y), "n": len(x),
+            "eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts, "apgd_steps": apgd_steps,
+            "seed": seed}
+    path = Path(runs or records.runs_dir()) / "published" / f"{name}-audit-{records.config_key(spec)}.json"
+    with records.exclusive(path.with_suffix(".lock")):
+        if path.exists():
+            return records.read_json(path)["result"]
+        model, model_fp16 = rebuilt or (rebuild(name)[0], rebuild(name, precision="mixed_float16")[0])
+        pgd = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
+        x_pgd, pgd_ok = attacks.pgd(model, x, y, **pgd)
+        apgd = art_attacks.autoattack(model, x, y, eps=eps, steps=apgd_steps, seed=seed)
+        result = {
+            "clean": attacks.clean_accuracy(model, x, y),
+            "clean_float16": attacks.clean_accuracy(model_fp16, x, y),
+            "fgsm": float(np.mean(attacks.predict_labels(model, attacks.fgsm(model, x, y, eps=eps)[0]) == y)),
+            "pgd": float(pgd_ok.mean()),
+            "pgd_to_float16": float(np.mean(attacks.predict_labels(model_fp16, x_pgd) == y)),
+            "pgd_predicted": attacks.robust_accuracy(model, x, y, labels="predicted", **pgd),
+            "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
+            "checks": attacks.sanity_checks(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed),
+        }
+        records.write_json(path, {"spec": spec, "result": result, "environment": records.environment()})
+    return result

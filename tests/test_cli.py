@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kafnotes import cli
+from kafnotes.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +18,13 @@ def test_chapters_are_found_and_picked():
     assert [p.stem for p in cli.pick_chapters(ROOT, ["02"])] == [n for n in names if n.startswith("02")]
     with pytest.raises(SystemExit, match="no chapter matches"):
         cli.pick_chapters(ROOT, ["99"])
+
+
+def test_a_copy_staged_by_refresh_is_not_a_chapter(tmp_path):
+    (tmp_path / "book").mkdir()
+    for name in ("07_audit.ipynb", "07_audit.refresh.ipynb"):
+        (tmp_path / "book" / name).write_text("{}")
+    assert [p.name for p in cli.pick_chapters(tmp_path, ["07"])] == ["07_audit.ipynb"]
 
 
 def test_parameters_are_parsed_as_literals():
@@ -42,6 +51,23 @@ def test_every_chapter_is_parameterized_and_in_the_toc():
         executed = [c.get("execution_count") is not None for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(executed), f"{nb_path.name} is committed unexecuted: run kafnotes refresh"
         assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_a_chapter_passes_its_profile_parameters_to_the_profile():
+    """``-p pgd_steps=50`` must reach the profile: a parameter named like a profile key but not passed
+    to ``chapter.start`` would be ignored without a word. A chapter that attacks with PGD takes the
+    attack's overrides."""
+    keys = set(get_profile("smoke"))
+    for nb_path in cli.chapters(ROOT):
+        cells = ["".join(c["source"]) for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+        params = next(s for s in cells if s.startswith("profile = "))
+        names = set(re.findall(r"^(\w+) = ", params, re.M))
+        start = next(s for s in cells if "chapter.start(" in s)
+        for name in sorted(names & keys):
+            assert f"{name}={name}" in start, f"{nb_path.name}: parameter {name} never reaches chapter.start"
+        if any('P["pgd_steps"]' in s or "chapter.evaluate(" in s for s in cells):
+            missing = {"pgd_steps", "pgd_restarts", "n_eval"} - names
+            assert not missing, f"{nb_path.name} attacks with PGD but has no parameter for {sorted(missing)}"
 
 
 def test_run_executes_a_chapter_into_the_profile_folder(tmp_path):

@@ -17,3 +17,9 @@ def test_unknown_profile_and_key():
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown profile keys"):
         get_profile("smoke", epoch=3)
+
+
+def test_every_profile_sets_every_key():
+    keys = [set(p) for p in PROFILES.values()]
+    assert all(k == keys[0] for k in keys), "a key set in one profile must be set in all"
+    assert get_profile("full")["apgd_steps"] == 100  # Croce and Hein's APGD budget at the thesis' scale

@@ -1,5 +1,7 @@
 """The audit's foundation: each rebuilt model must reproduce its SavedModel."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,23 @@ def test_training_recipe_reads_a_saved_schedule_or_the_last_rate():
     assert cyclic["learning rate"] == "cyclic 0.01 -> 0.8, half-cycle 40 epochs"  # the thesis' ResNet20 range
     last = thesis_models.training_recipe("resnet20_relu_ocrob")
     assert last["learning rate"].endswith("at the end (schedule not saved)") and last["momentum"] == 0.0
+
+
+def test_an_audit_is_recorded_and_reused_and_keyed_by_its_attack(sample, tmp_path):
+    x, y = sample.x_test[:8], sample.y_test[:8]
+    attack = dict(eps=8 / 255, alpha=2 / 255, steps=2, restarts=1, apgd_steps=2, runs=tmp_path)
+    first = thesis_models.audit("resnet20_relu_ocrob", x, y, **attack)
+    assert 0 <= first["pgd"] <= first["fgsm"] + 0.5 and first["pgd"] <= first["clean"]
+    assert set(first["checks"]) and all({"value", "ok"} == set(c) for c in first["checks"].values())
+    (record,) = (tmp_path / "published").glob("*.json")
+    # the second call reads the record: mark it and see the mark come back
+    data = json.loads(record.read_text())
+    data["result"]["clean"] = -1.0
+    record.write_text(json.dumps(data))
+    assert thesis_models.audit("resnet20_relu_ocrob", x, y, **attack)["clean"] == -1.0
+    # another attack, or other images, is another record
+    thesis_models.audit("resnet20_relu_ocrob", x, y, **{**attack, "steps": 3})
+    thesis_models.audit("resnet20_relu_ocrob", x[:4], y[:4], **attack)
+    assert len(list((tmp_path / "published").glob("*.json"))) == 3
+    with pytest.raises(thesis_models.ThesisModelError, match="unknown published model 'resnet20_tanh'"):
+        thesis_models.audit("resnet20_tanh", x, y, **attack)
