@@ -117,3 +117,11 @@ def test_make_sample_roundtrip(tmp_path):
     dst = data.make_sample(src, tmp_path / "s.npz", n_train=20, n_test=10)
     c = data.load_cifar10(dst)
     assert len(c.x_train) == 20 and np.bincount(c.y_train).tolist() == [2] * 10
+
+
+def test_tables_never_call_a_stand_in_cifar10(monkeypatch):
+    # the bundled sample keeps its label however it is reached, e.g. as KAFNOTES_CIFAR10 at `full`
+    monkeypatch.setenv(data.ENV_VAR, str(data.sample_path()))
+    assert data.load_cifar10("auto", n_train=10, n_test=10).source == data.describe_source("sample")
+    assert data.describe_source("/data/cifar10-jpeg75-10k.npz") == "CIFAR-10 (JPEG-q75 stand-in, cifar10-jpeg75-10k.npz)"
+    assert data.describe_source("keras") == "CIFAR-10"
