@@ -67,7 +67,8 @@ def pgd(model, x, y, eps=8 / 255, alpha=2 / 255, steps=50, restarts=1, seed=0, c
 
 
 def autoattack(model, x, y, eps=8 / 255, steps=100, restarts=1, seed=0, clf=None) -> dict:
-    """APGD-CE and APGD-DLR (ART). Returns each attack's robust accuracy and the worst case over both."""
+    """APGD-CE and APGD-DLR (ART). Returns each attack's robust accuracy, the worst case over both, and
+    ``robust``: per image, whether it survived both."""
     from art.attacks.evasion import AutoProjectedGradientDescent
     clf = clf or classifier(model)
     y = np.asarray(y)
@@ -82,6 +83,7 @@ def autoattack(model, x, y, eps=8 / 255, steps=100, restarts=1, seed=0, clf=None
         out["apgd_ce" if loss == "cross_entropy" else "apgd_dlr"] = float(ok.mean())
         robust &= ok
     out["apgd_worst"] = float(robust.mean())
+    out["robust"] = robust
     return out
 
 

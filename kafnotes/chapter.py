@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import data, settings
-from .evaluation import eval_subset, evaluate  # noqa: F401  (chapters call them from here)
+from .evaluation import eval_subset, evaluate, stronger_attacks, worst_case  # noqa: F401  (chapters call them here)
 from .profiles import get_profile
 
 

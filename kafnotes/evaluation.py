@@ -1,6 +1,8 @@
-"""Clean and PGD accuracy of a trained run, recorded beside its weights and reused when asked again."""
+"""What a trained run scores under attack, recorded beside its weights and reused when asked again."""
 
 from __future__ import annotations
+
+import time
 
 from . import attacks, records
 
@@ -25,10 +27,47 @@ def evaluate(run, P: dict, cifar, **attack) -> dict:
 
 
 def _evaluate(run, x, y, spec, attack, path) -> dict:
-    robust = attacks.robust_accuracy(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
-                                     restarts=spec["restarts"], **{k: v for k, v in attack.items()
-                                                                   if k in ("labels", "loss")})
-    rec = {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": robust,
+    t0 = time.perf_counter()
+    _, robust = attacks.pgd(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
+                            restarts=spec["restarts"], **{k: v for k, v in attack.items() if k in ("labels", "loss")})
+    rec = {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": float(robust.mean()),
+           "robust_images": _mask_text(robust), "seconds": time.perf_counter() - t0,
            "environment": records.environment()}
     records.write_json(path, rec)
     return rec
+
+
+def stronger_attacks(run, P: dict, cifar) -> dict:
+    """APGD-CE/DLR (ART, ``P["apgd_steps"]`` iterations) and the sanity checklist of ``run`` on the
+    profile's evaluation subset, recorded like ``evaluate``: a rebuilt chapter 6 does not attack again."""
+    from . import art_attacks
+    x, y = eval_subset(P, cifar)
+    spec = {"attacks": "apgd+checklist", "eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"],
+            "apgd_steps": P["apgd_steps"], "n": len(x), "seed": P.get("seed", 0)}
+    path = run.path / f"eval-{records.config_key(spec)}.json"
+    with records.exclusive(path.with_suffix(".lock")):
+        if path.exists():
+            return records.read_json(path)
+        t0 = time.perf_counter()
+        apgd = art_attacks.autoattack(run.model, x, y, eps=spec["eps"], steps=spec["apgd_steps"], seed=spec["seed"])
+        checks = attacks.sanity_checks(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
+                                       seed=spec["seed"])
+        rec = {"attack": spec, "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
+               "apgd_worst": apgd["apgd_worst"], "robust_images": _mask_text(apgd["robust"]), "checks": checks,
+               "seconds": time.perf_counter() - t0, "environment": records.environment()}
+        records.write_json(path, rec)
+        return rec
+
+
+def worst_case(*evaluations: dict) -> float:
+    """The fraction of images that survive every one of ``evaluations`` (records of ``evaluate`` or
+    ``stronger_attacks`` on the same images): an image broken by any attack counts as broken."""
+    masks = [e["robust_images"] for e in evaluations]
+    if len({len(m) for m in masks}) != 1:
+        raise ValueError("worst_case needs evaluations of the same images (their image counts differ)")
+    return sum(all(m[i] == "1" for m in masks) for i in range(len(masks[0]))) / len(masks[0])
+
+
+def _mask_text(robust) -> str:
+    """A per-image robust/broken mask as a compact '0'/'1' string, for JSON records."""
+    return "".join("1" if r else "0" for r in robust)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -222,7 +223,7 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
 
     On ``x, y``: clean accuracy in float32 and float16, FGSM, PGD on the true labels (and its
     examples fed to the float16 rebuild), PGD on the model's own predictions as the thesis ran it,
-    APGD-CE/DLR, and the sanity checklist. ``rebuilt``: the ``(float32, float16)`` rebuilds of
+    APGD-CE/DLR, the worst case per image over PGD and both APGDs, and the sanity checklist. ``rebuilt``: the ``(float32, float16)`` rebuilds of
     ``name`` if already made. The record's key holds the model's sha256, the images, the attack and
     the code, so a rebuilt book reuses it and anything else attacks afresh.
     """
@@ -236,6 +237,7 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
     with records.exclusive(path.with_suffix(".lock")):
         if path.exists():
             return records.read_json(path)["result"]
+        t0 = time.perf_counter()
         model, model_fp16 = rebuilt or (rebuild(name)[0], rebuild(name, precision="mixed_float16")[0])
         pgd = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         x_pgd, pgd_ok = attacks.pgd(model, x, y, **pgd)
@@ -248,7 +250,9 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
             "pgd_to_float16": float(np.mean(attacks.predict_labels(model_fp16, x_pgd) == y)),
             "pgd_predicted": attacks.robust_accuracy(model, x, y, labels="predicted", **pgd),
             "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
+            "worst": float(np.mean(pgd_ok & apgd["robust"])),  # per image: broken by any of the three
             "checks": attacks.sanity_checks(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed),
         }
-        records.write_json(path, {"spec": spec, "result": result, "environment": records.environment()})
+        records.write_json(path, {"spec": spec, "result": result, "seconds": time.perf_counter() - t0,
+                                  "environment": records.environment()})
     return result

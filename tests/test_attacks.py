@@ -58,8 +58,9 @@ def test_art_predict_is_chunked(trained):
 def test_autoattack_reports_both_losses(trained):
     model, x, y = trained
     out = art_attacks.autoattack(model, x[:16], y[:16], steps=5)
-    assert set(out) == {"apgd_ce", "apgd_dlr", "apgd_worst"}
+    assert set(out) == {"apgd_ce", "apgd_dlr", "apgd_worst", "robust"}
     assert out["apgd_worst"] <= min(out["apgd_ce"], out["apgd_dlr"])
+    assert out["robust"].shape == (16,) and out["robust"].mean() == out["apgd_worst"]
 
 
 def test_cw_loss_pgd_and_fgsm(trained):

@@ -2,6 +2,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import kafnotes
 from kafnotes import data, evaluation, records, training
@@ -53,3 +54,24 @@ def test_evaluation_is_recorded_and_reused(runs):
     assert evaluation.evaluate(run, P, cifar)["robust"] == 0.123  # read back, not recomputed
     other = evaluation.evaluate(run, P, cifar, steps=3)  # another attack is another record
     assert len(list(run.path.glob("eval-*.json"))) == 2 and np.isfinite(other["robust"])
+
+
+def test_the_worst_case_is_per_image_over_recorded_attacks(runs):
+    cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+    run = training.train(TrainConfig(arch="light_cnn", activation="relu", method="standard", optimizer="adam",
+                                     schedule="constant", lr=3e-3, epochs=1, batch_size=50, eval_images=40),
+                         cifar, runs=runs, verbose=False)
+    P = {**get_profile("smoke", n_eval=40, pgd_steps=2, apgd_steps=2), "seed": 0}
+    ce, cw = evaluation.evaluate(run, P, cifar), evaluation.evaluate(run, P, cifar, loss="cw")
+    apgd = evaluation.stronger_attacks(run, P, cifar)
+    for e in (ce, cw, apgd):
+        assert len(e["robust_images"]) == 40 and e["robust_images"].count("1") / 40 == pytest.approx(
+            e.get("robust", e.get("apgd_worst")))
+    assert set(apgd["checks"]) and evaluation.stronger_attacks(run, P, cifar) == apgd  # recorded, reused
+    worst = evaluation.worst_case(ce, cw, apgd)
+    assert worst <= min(ce["robust"], cw["robust"], apgd["apgd_worst"])
+    # two attacks that each break half the images, different halves, leave none robust
+    halves = {"robust_images": "1" * 20 + "0" * 20}, {"robust_images": "0" * 20 + "1" * 20}
+    assert evaluation.worst_case(*halves) == 0.0
+    with pytest.raises(ValueError, match="same images"):
+        evaluation.worst_case(ce, {"robust_images": "1" * 10})
