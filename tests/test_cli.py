@@ -53,10 +53,15 @@ def test_every_chapter_is_parameterized_and_in_the_toc():
         assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
 
+# the profile keys that set a chapter's scale: a chapter that reads one must let `-p` override it
+SCALE_KEYS = {"epochs", "adv_epochs", "clean_epochs", "norm_steps", "lr_finder_steps", "eps", "pgd_steps",
+              "pgd_restarts", "apgd_steps", "n_eval"}
+
+
 def test_a_chapter_passes_its_profile_parameters_to_the_profile():
     """``-p pgd_steps=50`` must reach the profile: a parameter named like a profile key but not passed
-    to ``chapter.start`` would be ignored without a word. A chapter that attacks with PGD takes the
-    attack's overrides."""
+    to ``chapter.start`` would be ignored without a word. And the scale a chapter reads from its
+    profile (epochs, attack strength, evaluation images) is a parameter too."""
     keys = set(get_profile("smoke"))
     for nb_path in cli.chapters(ROOT):
         cells = ["".join(c["source"]) for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
@@ -65,9 +70,15 @@ def test_a_chapter_passes_its_profile_parameters_to_the_profile():
         start = next(s for s in cells if "chapter.start(" in s)
         for name in sorted(names & keys):
             assert f"{name}={name}" in start, f"{nb_path.name}: parameter {name} never reaches chapter.start"
-        if any('P["pgd_steps"]' in s or "chapter.evaluate(" in s for s in cells):
-            missing = {"pgd_steps", "pgd_restarts", "n_eval"} - names
-            assert not missing, f"{nb_path.name} attacks with PGD but has no parameter for {sorted(missing)}"
+        # the scale a chapter reads from its profile, directly or through chapter.evaluate/adversarial_config
+        code = "\n".join(cells)
+        read = set(re.findall(r'P\["(\w+)"\]', code)) & SCALE_KEYS
+        if "chapter.evaluate(" in code or "chapter.stronger_attacks(" in code:
+            read |= {"pgd_steps", "pgd_restarts", "n_eval"}  # eps too, unless the call sets it (chapter 2)
+        if "chapter.adversarial_config(" in code:
+            read |= {"adv_epochs", "eps"}
+        missing = read - names
+        assert not missing, f"{nb_path.name} reads {sorted(missing)} from its profile but has no parameter for them"
 
 
 def test_run_executes_a_chapter_into_the_profile_folder(tmp_path):
