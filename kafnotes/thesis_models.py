@@ -223,9 +223,10 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
 
     On ``x, y``: clean accuracy in float32 and float16, FGSM, PGD on the true labels (and its
     examples fed to the float16 rebuild), PGD on the model's own predictions as the thesis ran it,
-    APGD-CE/DLR, the worst case per image over PGD and both APGDs, and the sanity checklist. ``rebuilt``: the ``(float32, float16)`` rebuilds of
-    ``name`` if already made. The record's key holds the model's sha256, the images, the attack and
-    the code, so a rebuilt book reuses it and anything else attacks afresh.
+    APGD-CE/DLR, the worst case per image over PGD and both APGDs, and the sanity checklist.
+    ``rebuilt``: the ``(float32, float16)`` rebuilds of ``name`` if already made. The record's key
+    holds the model's sha256, the images, the attack and the code, so a rebuilt book reuses it and
+    anything else attacks afresh.
     """
     from . import art_attacks
     if name not in PUBLISHED:
