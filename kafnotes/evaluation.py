@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from . import attacks, records
 
 
@@ -19,22 +17,15 @@ def evaluate(run, P: dict, cifar, **attack) -> dict:
     x, y = eval_subset(P, cifar)
     spec = {"eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"], "restarts": P["pgd_restarts"],
             "n": len(x), **attack}
-    path = run.path / f"eval-{records.config_key(spec)}.json"
-    with records.exclusive(path.with_suffix(".lock")):  # chapters 5 and 6 ask for the same evaluation
-        if path.exists():
-            return records.read_json(path)
-        return _evaluate(run, x, y, spec, attack, path)
+    return records.reuse_or_record(run.path / f"eval-{records.config_key(spec)}.json",
+                                   lambda: _evaluate(run, x, y, spec, attack))
 
 
-def _evaluate(run, x, y, spec, attack, path) -> dict:
-    t0 = time.perf_counter()
+def _evaluate(run, x, y, spec, attack) -> dict:
     _, robust = attacks.pgd(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
                             restarts=spec["restarts"], **{k: v for k, v in attack.items() if k in ("labels", "loss")})
-    rec = {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": float(robust.mean()),
-           "robust_images": _mask_text(robust), "seconds": time.perf_counter() - t0,
-           "environment": records.environment()}
-    records.write_json(path, rec)
-    return rec
+    return {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": float(robust.mean()),
+            "robust_images": _mask_text(robust)}
 
 
 def stronger_attacks(run, P: dict, cifar) -> dict:
@@ -44,19 +35,15 @@ def stronger_attacks(run, P: dict, cifar) -> dict:
     x, y = eval_subset(P, cifar)
     spec = {"attacks": "apgd+checklist", "eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"],
             "apgd_steps": P["apgd_steps"], "n": len(x), "seed": P.get("seed", 0)}
-    path = run.path / f"eval-{records.config_key(spec)}.json"
-    with records.exclusive(path.with_suffix(".lock")):
-        if path.exists():
-            return records.read_json(path)
-        t0 = time.perf_counter()
+
+    def attack():
         apgd = art_attacks.autoattack(run.model, x, y, eps=spec["eps"], steps=spec["apgd_steps"], seed=spec["seed"])
         checks = attacks.sanity_checks(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
                                        seed=spec["seed"])
-        rec = {"attack": spec, "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
-               "apgd_worst": apgd["apgd_worst"], "robust_images": _mask_text(apgd["robust"]), "checks": checks,
-               "seconds": time.perf_counter() - t0, "environment": records.environment()}
-        records.write_json(path, rec)
-        return rec
+        return {"attack": spec, "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
+                "apgd_worst": apgd["apgd_worst"], "robust_images": _mask_text(apgd["robust"]), "checks": checks}
+
+    return records.reuse_or_record(run.path / f"eval-{records.config_key(spec)}.json", attack)
 
 
 def worst_case(*evaluations: dict) -> float:

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -57,6 +58,21 @@ def exclusive(path: str | os.PathLike):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def reuse_or_record(path: str | os.PathLike, compute) -> dict:
+    """The record at ``path`` if there is one; else ``compute()``'s dict, stamped with its ``seconds``
+    and the environment and written there. The lock makes processes that ask at once compute it once
+    (chapters 5 and 6 ask for the same evaluations)."""
+    path = Path(path)
+    with exclusive(path.with_suffix(".lock")):
+        if path.exists():
+            return read_json(path)
+        t0 = time.perf_counter()
+        record = compute()
+        record.update(seconds=time.perf_counter() - t0, environment=environment())
+        write_json(path, record)
+        return record
 
 
 def read_json(path: str | os.PathLike):

@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -235,15 +234,13 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
             "eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts, "apgd_steps": apgd_steps,
             "seed": seed}
     path = Path(runs or records.runs_dir()) / "published" / f"{name}-audit-{records.config_key(spec)}.json"
-    with records.exclusive(path.with_suffix(".lock")):
-        if path.exists():
-            return records.read_json(path)["result"]
-        t0 = time.perf_counter()
+
+    def attack():
         model, model_fp16 = rebuilt or (rebuild(name)[0], rebuild(name, precision="mixed_float16")[0])
         pgd = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         x_pgd, pgd_ok = attacks.pgd(model, x, y, **pgd)
         apgd = art_attacks.autoattack(model, x, y, eps=eps, steps=apgd_steps, seed=seed)
-        result = {
+        return {"spec": spec, "result": {
             "clean": attacks.clean_accuracy(model, x, y),
             "clean_float16": attacks.clean_accuracy(model_fp16, x, y),
             "fgsm": float(np.mean(attacks.predict_labels(model, attacks.fgsm(model, x, y, eps=eps)[0]) == y)),
@@ -253,7 +250,6 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
             "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
             "worst": float(np.mean(pgd_ok & apgd["robust"])),  # per image: broken by any of the three
             "checks": attacks.sanity_checks(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed),
-        }
-        records.write_json(path, {"spec": spec, "result": result, "seconds": time.perf_counter() - t0,
-                                  "environment": records.environment()})
-    return result
+        }}
+
+    return records.reuse_or_record(path, attack)["result"]
