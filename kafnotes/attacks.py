@@ -127,12 +127,21 @@ def robust_accuracy(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, s
 
 
 def sanity_checks(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 20,
-                  restarts: int = 1, big_eps: float = 0.5, tolerance: float = 0.01, seed: int = 0) -> dict:
-    """The Carlini et al. (2019) checklist in one call; each check has a value and a verdict."""
+                  restarts: int = 1, big_eps: float = 0.5, tolerance: float = 0.01, seed: int = 0,
+                  pgd_result=None) -> dict:
+    """The Carlini et al. (2019) checklist in one call; each check has a value and a verdict.
+
+    ``pgd_result``: the ``(x_adv, robust)`` that ``pgd`` returned for these x, y, eps, alpha, steps, restarts
+    and seed, when the caller already holds it; the checks compare against it instead of attacking again.
+    """
+    if pgd_result is not None and (len(pgd_result[1]) != len(x) or np.shape(pgd_result[0]) != np.shape(x)):
+        raise ValueError(f"pgd_result holds {len(pgd_result[1])} results for {len(x)} images; pass the "
+                         "(x_adv, robust) that pgd returned for these images, or pgd_result=None")
     clean = clean_accuracy(model, x, y)
     acc = lambda **kw: robust_accuracy(model, x, y, **{**dict(eps=eps, alpha=alpha, steps=steps,
                                                             restarts=restarts, seed=seed), **kw})
-    x_adv, robust = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
+    x_adv, robust = pgd_result if pgd_result is not None else pgd(model, x, y, eps=eps, alpha=alpha, steps=steps,
+                                                            restarts=restarts, seed=seed)
     base = float(robust.mean())
     fewer = acc(steps=max(1, steps // 4))
     more = acc(steps=steps * 2)

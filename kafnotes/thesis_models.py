@@ -249,7 +249,9 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
             "pgd_predicted": attacks.robust_accuracy(model, x, y, labels="predicted", **pgd),
             "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
             "worst": float(np.mean(pgd_ok & apgd["robust"])),  # per image: broken by any of the three
-            "checks": attacks.sanity_checks(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed),
+            # the checklist attacks with one restart: at restarts=1 it starts from the PGD above
+            "checks": attacks.sanity_checks(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed,
+                                            pgd_result=(x_pgd, pgd_ok) if restarts == 1 else None),
         }}
 
     return records.reuse_or_record(path, attack)["result"]
