@@ -43,10 +43,14 @@ def show_progress(progress: bool | None) -> bool:
 
 def test_environment():
     """For pytest (and the nbval kernels it starts, which inherit the environment): quiet TF, stable
-    numerics, no user data, and a fresh records folder, so every run recomputes instead of reusing."""
+    numerics, no user data, and a fresh records folder, so every run recomputes instead of reusing.
+    The folder (tens of MB of weights) is removed when the test process exits, its kernels done."""
+    import atexit
+    import shutil
     import tempfile
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ["PYTHONWARNINGS"] = "ignore"  # as in `kafnotes run`/`refresh` kernels: no stray stderr
-    os.environ["KAFNOTES_RUNS"] = tempfile.mkdtemp(prefix="kafnotes-test-runs-")
+    os.environ["KAFNOTES_RUNS"] = runs = tempfile.mkdtemp(prefix="kafnotes-test-runs-")
+    atexit.register(shutil.rmtree, runs, ignore_errors=True)
     os.environ.pop("KAFNOTES_CIFAR10", None)

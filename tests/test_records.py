@@ -75,3 +75,13 @@ def test_the_worst_case_is_per_image_over_recorded_attacks(runs):
     assert evaluation.worst_case(*halves) == 0.0
     with pytest.raises(ValueError, match="same images"):
         evaluation.worst_case(ce, {"robust_images": "1" * 10})
+
+
+def test_the_test_records_folder_is_removed_when_the_test_process_exits():
+    import subprocess
+    import sys
+    code = ("import os; from kafnotes.settings import test_environment; test_environment(); "
+            "d = os.environ['KAFNOTES_RUNS']; open(os.path.join(d, 'record.json'), 'w').close(); print(d)")
+    folder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert folder and "kafnotes-test-runs-" in folder
+    assert not Path(folder).exists()
