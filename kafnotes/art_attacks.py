@@ -23,7 +23,8 @@ class _Graph:
     def __init__(self, model):
         import tensorflow as tf
         spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
-        self._call = {mode: tf.function(lambda x, mode=mode: model(x, training=mode), input_signature=spec)
+        self._call = {mode: tf.function(lambda x, mode=mode: tf.cast(model(x, training=mode), tf.float32),
+                                        input_signature=spec)
                       for mode in (False, True)}
 
     def __call__(self, x, training=False):

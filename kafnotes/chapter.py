@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import keras
 import pandas as pd
 
 from . import data, settings
-from .evaluation import eval_subset, evaluate, stronger_attacks, worst_case  # noqa: F401  (chapters call them here)
+from . import stats
+from .evaluation import eval_subset, evaluate, stronger_attacks, worst_case, worst_mask  # noqa: F401  (chapters call them here)
 from .profiles import get_profile
 
 
@@ -17,6 +19,7 @@ def start(profile: str = "smoke", seed: int = 0, **overrides):
     settings.setup(seed)
     P = get_profile(profile, **overrides)
     P["seed"] = seed
+    keras.config.set_floatx(P["dtype"])  # the default of every model and TrainConfig that follows
     cifar = data.load_cifar10(P["data"], n_train=P["n_train"], n_test=P["n_test"], seed=seed)
     P["data_label"] = cifar.source
     print(f"profile {profile}: {cifar.source}, {len(cifar.x_train)} train / {len(cifar.x_test)} test images, "
@@ -79,3 +82,87 @@ def training_note(record: dict, blowup: float = 10.0) -> str:
     if kept is not None:
         return f"early stop (epoch {kept})"
     return ""
+
+
+def intervals(evals: dict, baseline: str | None = "relu", key: str = "activation",
+              label: str = "robust") -> pd.DataFrame:
+    """Uncertainty columns for a results table, one row per entry of ``evals``.
+
+    ``evals`` maps a name to an evaluation record, or to a list of them (one per seed, on the same
+    images): anything with per-image masks ``robust_images`` (and ``clean_images``, or else
+    ``clean``), such as ``evaluate``'s records. Columns: clean and ``label``
+    accuracy in % with 95% Wilson intervals (pooled over seeds, with the min-max over seeds when
+    there are several), and against ``baseline`` the paired difference in points with its interval,
+    McNemar's p-value after Holm's correction over the table's comparisons, and whether the data
+    separate the two at the 5% level.
+    """
+    per_seed = {name: ev if isinstance(ev, list) else [ev] for name, ev in evals.items()}
+    robust_masks = {name: [stats.as_mask(e["robust_images"], name) for e in evs] for name, evs in per_seed.items()}
+    rows = []
+    for name, evs in per_seed.items():
+        row = {key: name, "clean [95% CI]": _clean_interval(evs),
+               f"{label} [95% CI]": stats.format_interval(stats.wilson(stats.pooled(robust_masks[name])))}
+        if len(evs) > 1:
+            accs = [100 * stats.wilson(m).value for m in robust_masks[name]]
+            row[f"{label} over seeds"] = f"{min(accs):.1f}-{max(accs):.1f} ({len(evs)} seeds)"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if baseline is None or baseline not in robust_masks or len(robust_masks) < 2:
+        return table
+    test = stats.against_baseline(robust_masks, baseline)
+    diffs, ps, flags = [], [], []
+    for name in table[key]:
+        if name == baseline:
+            diffs.append("(baseline)"); ps.append(""); flags.append("")
+            continue
+        t = test.loc[name]
+        diffs.append(f"{100 * t['diff']:+.1f} [{100 * t['diff_low']:+.1f}, {100 * t['diff_high']:+.1f}]")
+        ps.append(f"{t['p_holm']:.3f}" if t["p_holm"] >= 0.001 else "<0.001")
+        flags.append("yes" if t["significant"] else "no")
+    table[f"{label} - {baseline} (points)"] = diffs
+    table["p (Holm)"] = ps
+    table[f"separated from {baseline}"] = flags
+    return table
+
+
+def separated(evals: dict, baseline: str = "relu") -> dict:
+    """For prose: which names the paired test separates from ``baseline`` (after Holm), by direction."""
+    masks = {name: [stats.as_mask(e["robust_images"], name) for e in (ev if isinstance(ev, list) else [ev])]
+             for name, ev in evals.items()}
+    test = stats.against_baseline(masks, baseline)
+    others = test.drop(index=baseline)
+    sig = others[others["significant"]]
+    return {"above": list(sig[sig["diff"] > 0].index), "below": list(sig[sig["diff"] < 0].index),
+            "not separated": list(others[~others["significant"]].index)}
+
+
+def _clean_interval(evs) -> str:
+    return stats.format_interval(_clean(evs))
+
+
+def _clean(evs) -> stats.Interval:
+    if all("clean_images" in e for e in evs):
+        return stats.wilson(stats.pooled([e["clean_images"] for e in evs]))
+    # records made before clean masks were kept: the interval from the count
+    n = sum(len(e["robust_images"]) for e in evs)
+    k = round(sum(e["clean"] * len(e["robust_images"]) for e in evs))
+    return stats.wilson_count(k, n)
+
+
+def interval_bounds(evals: dict, key: str = "activation") -> pd.DataFrame:
+    """Numbers behind ``intervals`` for plots: clean and robust accuracy in % with their 95% Wilson
+    bounds (``clean_low``, ``clean_high``, ``robust_low``, ``robust_high``), pooled over seeds."""
+    rows = []
+    for name, ev in evals.items():
+        evs = ev if isinstance(ev, list) else [ev]
+        rob = stats.wilson(stats.pooled([e["robust_images"] for e in evs]))
+        cln = _clean(evs)
+        rows.append({key: name, "clean": 100 * cln.value, "clean_low": 100 * cln.low, "clean_high": 100 * cln.high,
+                     "robust": 100 * rob.value, "robust_low": 100 * rob.low, "robust_high": 100 * rob.high})
+    return pd.DataFrame(rows)
+
+
+def mean_over_seeds(evs: list) -> dict:
+    """One seed's record, or the mean clean and robust accuracy over several seeds' records."""
+    mean = lambda key: sum(e[key] for e in evs) / len(evs)
+    return {"clean": mean("clean"), "robust": mean("robust")}

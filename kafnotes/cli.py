@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import settings
 from .profiles import PROFILES
 
-KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONWARNINGS": "ignore"}
+KERNEL_ENV = {**settings.NUMERICS_ENV, "PYTHONWARNINGS": "ignore"}
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -77,10 +78,13 @@ def execute(notebook: Path, output: Path, parameters: dict, runs: Path, cwd: Pat
     old = dict(os.environ)
     os.environ.update(_kernel_env(runs))  # the kernel inherits this process' environment
     try:
-        # ipykernel 7 warns on every start that its local TCP sockets are unencrypted; keep its log to errors
+        # The kernel's own log says nothing a run needs: ipykernel 7 warns on every start that its local
+        # sockets are unencrypted, and jupyter_client stops every kernel with a SIGINT first, which
+        # ipykernel logs as "ERROR | KeyboardInterrupt caught in kernel" though nothing failed. A cell's
+        # error still fails the run through papermill, and a dead kernel through nbclient.
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
                                    progress_bar=False, kernel_name="python3",
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     finally:
         os.environ.clear()
         os.environ.update(old)
@@ -215,6 +219,7 @@ def cmd_refresh(args):
     root = repo_root(Path(args.root) if args.root else None)
     notebooks = pick_chapters(root, args.chapters)
     jobs = jobs_for(args, notebooks)
+    os.environ[settings.ENV_THREADS] = settings.REFERENCE_THREADS  # as pytest --nbval will run them
     with tempfile.TemporaryDirectory() as runs:
         run_chapters(notebooks, _RefreshInPlace(Path(runs)), jobs, "refresh")
 

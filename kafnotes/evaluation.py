@@ -24,8 +24,9 @@ def evaluate(run, P: dict, cifar, **attack) -> dict:
 def _evaluate(run, x, y, spec, attack) -> dict:
     _, robust = attacks.pgd(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
                             restarts=spec["restarts"], **{k: v for k, v in attack.items() if k in ("labels", "loss")})
-    return {"attack": spec, "clean": attacks.clean_accuracy(run.model, x, y), "robust": float(robust.mean()),
-            "robust_images": _mask_text(robust)}
+    clean = attacks.predict_labels(run.model, x) == y
+    return {"attack": spec, "clean": float(clean.mean()), "robust": float(robust.mean()),
+            "clean_images": mask_text(clean), "robust_images": mask_text(robust)}
 
 
 def stronger_attacks(run, P: dict, cifar) -> dict:
@@ -41,7 +42,7 @@ def stronger_attacks(run, P: dict, cifar) -> dict:
         checks = attacks.sanity_checks(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
                                        seed=spec["seed"])
         return {"attack": spec, "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
-                "apgd_worst": apgd["apgd_worst"], "robust_images": _mask_text(apgd["robust"]), "checks": checks}
+                "apgd_worst": apgd["apgd_worst"], "robust_images": mask_text(apgd["robust"]), "checks": checks}
 
     return records.reuse_or_record(run.path / f"eval-{records.config_key(spec)}.json", attack)
 
@@ -49,12 +50,18 @@ def stronger_attacks(run, P: dict, cifar) -> dict:
 def worst_case(*evaluations: dict) -> float:
     """The fraction of images that survive every one of ``evaluations`` (records of ``evaluate`` or
     ``stronger_attacks`` on the same images): an image broken by any attack counts as broken."""
+    mask = worst_mask(*evaluations)
+    return mask.count("1") / len(mask)
+
+
+def worst_mask(*evaluations: dict) -> str:
+    """Per image, '1' if it survives every one of ``evaluations``: the mask behind ``worst_case``."""
     masks = [e["robust_images"] for e in evaluations]
     if len({len(m) for m in masks}) != 1:
         raise ValueError("worst_case needs evaluations of the same images (their image counts differ)")
-    return sum(all(m[i] == "1" for m in masks) for i in range(len(masks[0]))) / len(masks[0])
+    return "".join("1" if all(m[i] == "1" for m in masks) else "0" for i in range(len(masks[0])))
 
 
-def _mask_text(robust) -> str:
+def mask_text(robust) -> str:
     """A per-image robust/broken mask as a compact '0'/'1' string, for JSON records."""
     return "".join("1" if r else "0" for r in robust)

@@ -125,7 +125,14 @@ def accuracy_robustness(table, clean="clean", robust="robust", label="activation
         ax.scatter(reference[clean], reference[robust], c="0.6", marker="s", label="thesis")
         for _, r in reference.iterrows():
             ax.annotate(r[label], (r[clean], r[robust]), fontsize=6, color="0.5")
-    ax.scatter(table[clean], table[robust], label="kafnotes")
+    bounds = [f"{c}_{side}" for c in (clean, robust) for side in ("low", "high")]
+    if all(b in table for b in bounds):  # 95% intervals (chapter.interval_bounds) as error bars
+        xerr = [table[clean] - table[f"{clean}_low"], table[f"{clean}_high"] - table[clean]]
+        yerr = [table[robust] - table[f"{robust}_low"], table[f"{robust}_high"] - table[robust]]
+        ax.errorbar(table[clean], table[robust], xerr=xerr, yerr=yerr, fmt="o", ms=4, elinewidth=0.8,
+                    capsize=2, label="kafnotes (95% intervals)")
+    else:
+        ax.scatter(table[clean], table[robust], label="kafnotes")
     for _, r in table.iterrows():
         ax.annotate(r[label], (r[clean], r[robust]), fontsize=7)
     ax.set(xlabel="clean accuracy (%)", ylabel="robust accuracy (%)", title=title)
@@ -171,11 +178,19 @@ def lr_finder(result, ax=None, label=None):
     return fig
 
 
-def robustness_curve(xs, accs: dict, xlabel: str, ax=None, title=""):
-    """Robust accuracy against attack strength (steps or eps), one line per model."""
+def robustness_curve(xs, accs: dict, xlabel: str, ax=None, title="", n: int | None = None):
+    """Robust accuracy against attack strength (steps or eps), one line per model; with ``n`` (the
+    number of images behind each accuracy) the 95% Wilson intervals as error bars."""
+    from . import stats
     fig, ax = _axes(ax)
     for label, ys in accs.items():
-        ax.plot(xs, np.asarray(ys) * 100, marker="o", label=label)
+        ys = np.asarray(ys, dtype=float)
+        if n:
+            cis = [stats.wilson_count(round(v * n), n) for v in ys]
+            err = [100 * (ys - [c.low for c in cis]), 100 * (np.array([c.high for c in cis]) - ys)]
+            ax.errorbar(xs, ys * 100, yerr=err, marker="o", ms=4, elinewidth=0.8, capsize=2, label=label)
+        else:
+            ax.plot(xs, ys * 100, marker="o", label=label)
     ax.set(xlabel=xlabel, ylabel="robust accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

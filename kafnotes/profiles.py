@@ -11,20 +11,26 @@ import copy
 # budget as PGD, since ART's APGD costs about 2x a PGD step and would dominate those chapters.
 _EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, apgd_steps=10, n_eval=100)
 
+# seeds: how many times chapters 3 and 5 train each activation (seeds seed, seed+1, ...); tables
+# pool the paired tests over seeds and show the spread.
+# dtype: the float type models compute in. smoke runs float64 so that its stored outputs (what
+# `pytest --nbval` compares) are the same on every CPU: each CPU's matmul kernels round in their own
+# order, and in float32 two epochs of training amplify those last-bit differences into other
+# accuracies, while in float64 they stay far below the printed digits (tests/test_determinism.py).
 PROFILES: dict[str, dict] = {
     "smoke": dict(
         description="bundled sample (JPEG-q75 stand-in); seconds per model on 2 CPU cores",
-        data="sample", n_train=500, n_test=300, batch_size=50, epochs=2, adv_epochs=2,
+        dtype="float64", seeds=1, data="sample", n_train=500, n_test=300, batch_size=50, epochs=2, adv_epochs=2,
         resnet_depths=(20, 56), norm_steps=5, norm_batch=32, clean_epochs=1, lr_finder_steps=12,
         **_EVAL_SMOKE),
     "cpu": dict(
         description="real-data subset, each chapter within about an hour on a 2-core laptop",
-        data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
+        dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, n_eval=500),
     "full": dict(
         description="the thesis' scale: full CIFAR-10, the thesis' epochs, PGD-50-10 on the whole test set (GPU)",
-        data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
+        dtype="float32", seeds=3, data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=150, lr_finder_steps=400,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, n_eval=None),
 }

@@ -124,7 +124,33 @@ def environment() -> dict:
     return {"kafnotes": __version__, "code": code_fingerprint(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "device": ", ".join(d.name for d in gpus) or f"CPU ({os.cpu_count()} cores)",
-            "machine": platform.machine()}
+            "machine": platform.machine(), **cpu(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}
+
+
+# The instruction-set extensions that decide which kernels oneDNN, Eigen and OpenBLAS run.
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+@lru_cache(maxsize=None)
+def cpu() -> dict:
+    """The CPU model and its relevant instruction-set flags (Linux), so a difference between two
+    machines' records can be traced to the hardware."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    present = set(value.split())
+                    flags = [flag for flag in _ISA_FLAGS if flag in present]
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cpu_flags": " ".join(flags)}
 
 
 def _jsonable(obj):

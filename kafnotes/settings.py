@@ -7,17 +7,34 @@ import os
 import warnings
 
 
+# Environment that must be in place before TensorFlow's first op; a value the user set wins.
+# - TF_CPP_MIN_LOG_LEVEL: TF's C++ log lines would land in notebook outputs (nbval compares them).
+# - TF_ENABLE_ONEDNN_OPTS=0: no oneDNN graph rewrites, whose kernels vary from run to run.
+# - ONEDNN_MAX_CPU_ISA=AVX2: TF's float32 matmul and convolution gradients still run oneDNN's sgemm,
+#   which picks its kernel by instruction set, so an AVX-512 CPU summed in another order than an AVX2
+#   one and the book's numbers forked by CPU (tests/test_determinism.py). Capped at AVX2, every
+#   x86-64 CPU from 2013 on runs the same kernels.
+NUMERICS_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# Intra-op threads for runs that must match stored outputs (tests, `kafnotes refresh`): how TF splits
+# a reduction or a matmul's inner dimension depends on the thread count, so 2 and 8 cores differ.
+ENV_THREADS = "KAFNOTES_THREADS"
+REFERENCE_THREADS = "2"
+
+
 def quiet_tensorflow():
-    """Keep TF's C++ and Python log lines out of notebook outputs (nbval compares them)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # stable numerics across runs
+    """Keep TF's log lines out of notebook outputs and pin the CPU kernels (``NUMERICS_ENV``)."""
+    for key, value in NUMERICS_ENV.items():
+        os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore", message=".*PyTorch not found.*")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def setup(seed: int = 0, deterministic: bool = True):
-    """Seed Python, NumPy, TF and Keras, and make TF ops deterministic (bit-identical CPU runs)."""
+    """Seed Python, NumPy, TF and Keras, and make TF ops deterministic (bit-identical CPU runs).
+
+    With ``$KAFNOTES_THREADS`` set, TF also uses exactly that many intra-op threads, so results do
+    not depend on the machine's core count either."""
     quiet_tensorflow()
     import keras
     import tensorflow as tf
@@ -29,6 +46,8 @@ def setup(seed: int = 0, deterministic: bool = True):
         # time made them bit-identical, with no loss of speed on 2 cores.
         try:
             tf.config.threading.set_inter_op_parallelism_threads(1)
+            if os.environ.get(ENV_THREADS):
+                tf.config.threading.set_intra_op_parallelism_threads(int(os.environ[ENV_THREADS]))
         except RuntimeError:  # TF already ran an op with another setting; it cannot change now
             warnings.warn("kafnotes.setup() came after TensorFlow's first op, so runs may differ in the "
                           "last bits from one process to the next; call it first for bit-identical runs.")
@@ -42,14 +61,14 @@ def show_progress(progress: bool | None) -> bool:
 
 
 def test_environment():
-    """For pytest (and the nbval kernels it starts, which inherit the environment): quiet TF, stable
-    numerics, no user data, and a fresh records folder, so every run recomputes instead of reusing.
+    """For pytest (and the nbval kernels it starts, which inherit the environment): quiet TF, pinned
+    kernels and thread count, no user data, and a fresh records folder, so every run recomputes instead of reusing.
     The folder (tens of MB of weights) is removed when the test process exits, its kernels done."""
     import atexit
     import shutil
     import tempfile
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    quiet_tensorflow()
+    os.environ[ENV_THREADS] = REFERENCE_THREADS  # the stored outputs were made with this many threads
     os.environ["PYTHONWARNINGS"] = "ignore"  # as in `kafnotes run`/`refresh` kernels: no stray stderr
     os.environ["KAFNOTES_RUNS"] = runs = tempfile.mkdtemp(prefix="kafnotes-test-runs-")
     atexit.register(shutil.rmtree, runs, ignore_errors=True)

@@ -15,9 +15,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from . import activations, attacks, models, records
+from . import activations, attacks, evaluation, models, records
 
 ENV_VAR = "KAFNOTES_THESIS_MODELS"
 REPOSITORY = ("https://github.com/arbiter1elegantiae/"
@@ -158,16 +159,18 @@ def training_recipe(name: str, folder=None, steps_per_epoch: float = 50_000 / 12
             "nesterov": config.get("nesterov"), "learning rate": lr}
 
 
-def rebuild(name: str, folder=None, kaf_mode: str = "table", precision: str = "float32"):
+def rebuild(name: str, folder=None, kaf_mode: str = "table", precision: str | None = None):
     """A native Keras 3 ResNet20 (thesis variant, logits) carrying the published weights.
 
     ``precision="mixed_float16"`` computes in float16 as the published SavedModels do; the default
     float32 evaluates the same weights without float16 rounding. They differ little except for the
     ridge-initialised KAFs, whose large mixing coefficients (|alpha| up to ~73) make float16 sums noisy.
+    ``None`` is Keras' floatx: float32, or float64 at the smoke profile.
     Returns ``(model, saved)`` where ``saved`` is the loaded SavedModel, for comparisons.
     """
-    if precision not in ("float32", "mixed_float16"):
-        raise ValueError(f"precision must be 'float32' or 'mixed_float16' (got {precision!r})")
+    precision = precision or keras.config.floatx()
+    if precision not in ("float32", "float64", "mixed_float16"):
+        raise ValueError(f"precision must be 'float32', 'float64' or 'mixed_float16' (got {precision!r})")
     act, _ = PUBLISHED[name]
     saved = saved_model(name, folder)
     options = {"mode": kaf_mode} if act.startswith("kaf") else {}
@@ -232,7 +235,7 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
         raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
     spec = {"model": name, "sha256": checksums()[f"{name}.zip"], "images": records.array_digest(x, y), "n": len(x),
             "eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts, "apgd_steps": apgd_steps,
-            "seed": seed}
+            "seed": seed, "precision": keras.config.floatx()}
     path = Path(runs or records.runs_dir()) / "published" / f"{name}-audit-{records.config_key(spec)}.json"
 
     def attack():
@@ -240,8 +243,12 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
         pgd = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         x_pgd, pgd_ok = attacks.pgd(model, x, y, **pgd)
         apgd = art_attacks.autoattack(model, x, y, eps=eps, steps=apgd_steps, seed=seed)
+        clean = attacks.predict_labels(model, x) == np.asarray(y)
         return {"spec": spec, "result": {
-            "clean": attacks.clean_accuracy(model, x, y),
+            "clean": float(clean.mean()),
+            # per-image masks ('0'/'1'), for intervals and paired tests (kafnotes.stats)
+            "clean_images": evaluation.mask_text(clean), "pgd_images": evaluation.mask_text(pgd_ok),
+            "worst_images": evaluation.mask_text(pgd_ok & apgd["robust"]),
             "clean_float16": attacks.clean_accuracy(model_fp16, x, y),
             "fgsm": float(np.mean(attacks.predict_labels(model, attacks.fgsm(model, x, y, eps=eps)[0]) == y)),
             "pgd": float(pgd_ok.mean()),

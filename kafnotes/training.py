@@ -60,6 +60,9 @@ class TrainConfig:
     co_guard: bool = False           # catastrophic-overfitting early stop (PGD-5 on a train batch)
     kwta_anneal: tuple | None = None  # (start, end, decrement, every_epochs), e.g. (0.3, 0.15, 0.01, 2)
     mixed_precision: bool = False
+    # float32, or float64 (the smoke profile's, set there through keras.config.set_floatx): the
+    # default is Keras' floatx when the config is made. Ignored under mixed_precision.
+    dtype: str = field(default_factory=keras.config.floatx)
     on_nonfinite: str = "raise"      # "raise" or "record" (stop, keep the last good epoch, flag it)
     seed: int = 0
     act_options: dict = field(default_factory=dict)
@@ -80,6 +83,7 @@ class TrainConfig:
             (self.lr > 0 and 0 <= self.lr_min <= self.lr,
              f"need 0 <= lr_min <= lr and lr > 0 (got lr_min={self.lr_min}, lr={self.lr})"),
             (0 <= self.eps <= 1, f"eps must lie in [0, 1] (got {self.eps}); e.g. 8/255"),
+            (self.dtype in ("float32", "float64"), f"dtype must be 'float32' or 'float64' (got {self.dtype!r})"),
             (self.on_nonfinite in ("raise", "record"),
              f"on_nonfinite must be 'raise' or 'record' (got {self.on_nonfinite!r})"),
         ]
@@ -112,7 +116,7 @@ class Run:
 
 def make_train_step(model, optimizer, config: TrainConfig, noise: tf.random.Generator):
     """The compiled per-batch update. FGSM-RS draws a fresh uniform start every call."""
-    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float32")
     eps, alpha = config.eps, config.step_size
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -245,7 +249,7 @@ def _finish(model, record, cifar, path, config, verbose):
 
 def build(config: TrainConfig, steps_per_epoch: int = 1):
     """The model and optimizer a run starts from (seeded by the caller)."""
-    with models.precision("mixed_float16" if config.mixed_precision else "float32"):
+    with models.precision("mixed_float16" if config.mixed_precision else config.dtype):
         model = models.build(config.arch, config.activation, **config.act_options, **config.arch_options)
     if config.schedule == "one_cycle":
         lr = OneCycle(config.lr_min, config.lr, config.epochs * steps_per_epoch,

@@ -26,3 +26,42 @@ def test_a_row_at_chance_says_so():
     assert chapter.results_row(fine, {"clean": 0.35, "robust": 0.1})["note"] == ""
     assert chapter.results_row(fine, {"clean": 0.14, "robust": 0.1})["note"] == "at chance"
     assert chapter.results_row(fine, {"clean": 15 / 100, "robust": 0.1})["note"] == ""  # 5 points above
+
+
+def _ev(clean, robust):
+    mask = lambda bits: "".join("1" if b else "0" for b in bits)
+    return {"clean": sum(clean) / len(clean), "robust": sum(robust) / len(robust), "clean_images": mask(clean),
+            "robust_images": mask(robust)}
+
+
+def test_intervals_mark_only_what_the_paired_test_separates():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    base = rng.random(1000) < 0.3
+    better = base.copy()
+    better[np.flatnonzero(~base)[:40]] = True
+    close = base.copy()
+    close[np.flatnonzero(~base)[:3]] = True
+    clean = rng.random(1000) < 0.6
+    evals = {"relu": _ev(clean, base), "kaf": _ev(clean, better), "elu": _ev(clean, close)}
+    table = chapter.intervals(evals).set_index("activation")
+    assert table.loc["kaf", "separated from relu"] == "yes" and table.loc["elu", "separated from relu"] == "no"
+    assert table.loc["relu", "robust - relu (points)"] == "(baseline)"
+    assert table.loc["kaf", "robust [95% CI]"].startswith(f"{(base.sum() + 40) / 10:.1f} [")
+    assert chapter.separated(evals) == {"above": ["kaf"], "below": [], "not separated": ["elu"]}
+
+
+def test_intervals_pool_seeds_and_show_their_spread():
+    evals = {"relu": [_ev([1, 0, 1, 0], [1, 0, 0, 0]), _ev([1, 1, 1, 0], [1, 1, 0, 0])],
+             "kaf": [_ev([1, 0, 1, 1], [1, 1, 1, 0]), _ev([1, 1, 1, 1], [1, 1, 1, 1])]}
+    table = chapter.intervals(evals).set_index("activation")
+    assert table.loc["relu", "robust over seeds"] == "25.0-50.0 (2 seeds)"
+    assert table.loc["kaf", "robust [95% CI]"].startswith("87.5 ")
+    bounds = chapter.interval_bounds(evals).set_index("activation")
+    assert bounds.loc["relu", "robust_low"] < bounds.loc["relu", "robust"] < bounds.loc["relu", "robust_high"]
+    assert chapter.mean_over_seeds(evals["relu"]) == {"clean": 0.625, "robust": 0.375}
+
+
+def test_records_without_clean_masks_get_an_interval_from_the_count():
+    old = {"clean": 0.5, "robust_images": "1100"}
+    assert chapter.intervals({"relu": old}, baseline=None).loc[0, "clean [95% CI]"].startswith("50.0 [")

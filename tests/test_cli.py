@@ -54,7 +54,7 @@ def test_every_chapter_is_parameterized_and_in_the_toc():
 
 
 # the profile keys that set a chapter's scale: a chapter that reads one must let `-p` override it
-SCALE_KEYS = {"epochs", "adv_epochs", "clean_epochs", "norm_steps", "lr_finder_steps", "eps", "pgd_steps",
+SCALE_KEYS = {"seeds", "epochs", "adv_epochs", "clean_epochs", "norm_steps", "lr_finder_steps", "eps", "pgd_steps",
               "pgd_restarts", "apgd_steps", "n_eval"}
 
 
@@ -89,6 +89,7 @@ def test_run_executes_a_chapter_into_the_profile_folder(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNING" not in result.stderr, result.stderr  # kernels start quietly
+    assert "ERROR" not in result.stdout + result.stderr  # and stop quietly: nothing failed
     out = tmp_path / "book" / "01_activation_functions.ipynb"
     nb = json.loads(out.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]

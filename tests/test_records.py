@@ -85,3 +85,13 @@ def test_the_test_records_folder_is_removed_when_the_test_process_exits():
     folder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert folder and "kafnotes-test-runs-" in folder
     assert not Path(folder).exists()
+
+
+def test_environment_stamp_names_the_cpu_and_its_kernels():
+    """Records made on two machines can only be compared if they say which CPU and kernels ran."""
+    env = records.environment()
+    assert env["cpu"] and env["machine"]
+    if env["machine"] == "x86_64":
+        assert "avx" in env["cpu_flags"].split()
+    assert env["onednn_max_isa"] == "AVX2"  # kafnotes' cap, in force in this process
+    assert "intra_op_threads" in env

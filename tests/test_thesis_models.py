@@ -35,7 +35,7 @@ def test_ridge_initialised_kafs_match_only_in_float16(name, sample):
 
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="precision must be"):
-        thesis_models.rebuild("resnet20_relu_ocrob", precision="float64")
+        thesis_models.rebuild("resnet20_relu_ocrob", precision="bfloat16")
 
 
 def test_every_published_model_has_a_checksum():
