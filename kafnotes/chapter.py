@@ -166,3 +166,33 @@ def mean_over_seeds(evs: list) -> dict:
     """One seed's record, or the mean clean and robust accuracy over several seeds' records."""
     mean = lambda key: sum(e[key] for e in evs) / len(evs)
     return {"clean": mean("clean"), "robust": mean("robust")}
+
+
+def with_intervals(df: pd.DataFrame, columns, n: int) -> pd.DataFrame:
+    """A copy of a table of accuracies in % whose ``columns`` read "41.4 [37.1, 45.8]": each with its
+    95% Wilson interval from its count on ``n`` images (for records that keep no per-image mask)."""
+    df = df.copy()
+    for c in columns:
+        df[c] = [stats.format_interval(stats.wilson_count(round(v / 100 * n), n)) if pd.notna(v) else ""
+                 for v in df[c]]
+    return df
+
+
+def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust accuracy") -> str:
+    """The sentence a chapter may say about its ranking, from the paired tests (``separated``): which
+    entries the data place above or below ``baseline``, and which they cannot tell apart from it."""
+    groups = separated(evals, baseline)
+    first = next(iter(evals.values()))
+    n = len((first[0] if isinstance(first, list) else first)["robust_images"])
+    parts = []
+    if groups["above"]:
+        parts.append(f"{', '.join(groups['above'])} above {baseline}")
+    if groups["below"]:
+        parts.append(f"{', '.join(groups['below'])} below {baseline}")
+    said = (f"On {what}, the paired tests (McNemar, Holm, 5%) on these {n} images place "
+            + "; ".join(parts) + "." if parts else
+            f"On {what}, the paired tests (McNemar, Holm, 5%) on these {n} images separate nothing from {baseline}.")
+    if groups["not separated"]:
+        said += (f" The data cannot separate {', '.join(groups['not separated'])} from {baseline} at this scale, "
+                 "so the table does not rank them against it.")
+    return said

@@ -103,9 +103,8 @@ def paired(a, b, confidence: float = CONFIDENCE, images_a: str | None = None,
     n = len(a)
     a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = a_only + b_only
-    if discordant == 0:
-        return Paired(0.0, 0.0, 0.0, 0, 0, n, 1.0)
-    p_value = float(_scipy.binomtest(a_only, discordant, 0.5).pvalue)
+    # no discordant image: no evidence of a difference, though the interval stays open (n is finite)
+    p_value = float(_scipy.binomtest(a_only, discordant, 0.5).pvalue) if discordant else 1.0
     wa, wb = wilson(a, confidence), wilson(b, confidence)
     both, neither = int(np.sum(a & b)), int(np.sum(~a & ~b))
     denominator = float(wa.value * (1 - wa.value) * wb.value * (1 - wb.value)) * n ** 4

@@ -65,3 +65,26 @@ def test_intervals_pool_seeds_and_show_their_spread():
 def test_records_without_clean_masks_get_an_interval_from_the_count():
     old = {"clean": 0.5, "robust_images": "1100"}
     assert chapter.intervals({"relu": old}, baseline=None).loc[0, "clean [95% CI]"].startswith("50.0 [")
+
+
+def test_with_intervals_formats_each_accuracy_from_its_count():
+    import pandas as pd
+    df = pd.DataFrame({"model": ["a", "b"], "PGD": [41.4, None]})
+    shown = chapter.with_intervals(df, ["PGD"], 500)
+    assert shown.loc[0, "PGD"].startswith("41.4 [37.") and shown.loc[1, "PGD"] == ""
+    assert df.loc[0, "PGD"] == 41.4  # the numbers stay for plots
+
+
+def test_the_ranking_sentence_says_only_what_the_test_supports():
+    import numpy as np
+    rng = np.random.default_rng(1)
+    base = rng.random(1000) < 0.3
+    better = base.copy()
+    better[np.flatnonzero(~base)[:40]] = True
+    close = base.copy()
+    close[np.flatnonzero(~base)[:3]] = True
+    clean = rng.random(1000) < 0.6
+    said = chapter.separation_sentence({"relu": _ev(clean, base), "kaf": _ev(clean, better), "elu": _ev(clean, close)})
+    assert "place kaf above relu." in said and "cannot separate elu from relu" in said
+    said = chapter.separation_sentence({"relu": _ev(clean, base), "elu": _ev(clean, close)})
+    assert "separate nothing from relu" in said
