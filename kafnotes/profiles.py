@@ -1,4 +1,4 @@
-"""Three scales at which every chapter runs: ``smoke``, ``cpu`` and ``full``.
+"""Four scales at which every chapter runs: ``smoke``, ``cpu``, ``study`` and ``full``.
 
 A profile is a plain dict; papermill parameters (or keyword overrides) replace its values.
 """
@@ -28,6 +28,15 @@ PROFILES: dict[str, dict] = {
         dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, n_eval=500),
+    # The published edition: the largest scale that 2 CPU cores afford, about 24 hours for the whole book
+    # (README, "The study edition"). All training images; all test images (the stand-in's 2,000, or
+    # real CIFAR-10's 10,000). Its records are committed in results/study/runs, so `kafnotes book`
+    # builds it without training.
+    "study": dict(
+        description="all training and test images; the largest scale 2 CPU cores afford (about 24 h in all)",
+        dtype="float32", seeds=1, data="auto", n_train=None, n_test=None, batch_size=128, epochs=10, adv_epochs=6,
+        resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=10, lr_finder_steps=200,
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=100, n_eval=None),
     "full": dict(
         description="the thesis' scale: full CIFAR-10, the thesis' epochs, PGD-50-10 on the whole test set (GPU)",
         dtype="float32", seeds=3, data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,

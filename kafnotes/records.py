@@ -14,6 +14,30 @@ from pathlib import Path
 
 ENV_RUNS = "KAFNOTES_RUNS"
 
+# What the kafnotes code computes, as a number that enters every record's key. Bump it with any change
+# that alters a result (a loss, an attack, an initialiser, a data pipeline): records made by the old
+# code are then not reused. A refactor, a caption or a plot keeps it, so committed records (the
+# published edition) survive them. A change that forgets to bump is caught by the smoke outputs,
+# which `pytest --nbval` recomputes from no records at all (tests/test_records.py shows it).
+NUMERICS_VERSION = 1
+# Set to 1 to forbid computing: a run or an attack without its record raises MissingRecord instead.
+# The published edition is built this way, so a missing record fails the build instead of training.
+ENV_RECORDS_ONLY = "KAFNOTES_RECORDS_ONLY"
+
+
+class MissingRecord(RuntimeError):
+    """A record that ``$KAFNOTES_RECORDS_ONLY`` forbids computing is not there."""
+
+
+def forbid_computing(what: str | os.PathLike):
+    """Raise ``MissingRecord`` for ``what`` when only stored records may be used."""
+    if os.environ.get(ENV_RECORDS_ONLY, "0") == "1":
+        raise MissingRecord(
+            f"no record for {what} (numerics version {NUMERICS_VERSION}), and {ENV_RECORDS_ONLY}=1 forbids "
+            f"computing it. Run the chapter without {ENV_RECORDS_ONLY} to compute it (see the README's "
+            f"'Rebuilding the study edition'), or bump nothing and check that the committed records match "
+            f"this config.")
+
 
 def runs_dir(profile: str | None = None) -> Path:
     """Where records go: ``$KAFNOTES_RUNS`` if set, else ``./kafnotes-runs``; one folder per profile."""
@@ -68,6 +92,7 @@ def reuse_or_record(path: str | os.PathLike, compute) -> dict:
     with exclusive(path.with_suffix(".lock")):
         if path.exists():
             return read_json(path)
+        forbid_computing(path)
         t0 = time.perf_counter()
         record = compute()
         record.update(seconds=time.perf_counter() - t0, environment=environment())
@@ -81,8 +106,8 @@ def read_json(path: str | os.PathLike):
 
 
 def config_key(config: dict) -> str:
-    """A short stable hash of a config plus the kafnotes code that would run it."""
-    text = json.dumps({"config": config, "code": code_fingerprint()}, sort_keys=True, default=_jsonable)
+    """A short stable hash of a config (with its data's checksum) and ``NUMERICS_VERSION``."""
+    text = json.dumps({"config": config, "numerics": NUMERICS_VERSION}, sort_keys=True, default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -95,17 +120,18 @@ def array_digest(*arrays) -> str:
     return h.hexdigest()[:12]
 
 
-# Modules that only present results: a change to a caption, a plot or the CLI keeps the records.
-# Every other module (a new one included) is hashed, so a change to what is computed never reuses them.
+# Modules that only present results. The others' source is hashed into each record's environment
+# stamp, so two records' code can be compared; the key itself is NUMERICS_VERSION.
 PRESENTATION_MODULES = frozenset({"__init__.py", "chapter.py", "cli.py", "plots.py", "profiles.py", "thesis.py"})
 
 
 @lru_cache(maxsize=None)
 def code_fingerprint(package: str | os.PathLike | None = None) -> str:
-    """Hash of the source of the kafnotes modules that compute results (all but the presentation ones).
+    """Hash of the source of the kafnotes modules that compute results (all but the presentation ones),
+    stamped on every record as provenance.
 
     Computed once per process, so it names the code this process imported even if the files are
-    edited while it runs. Profile values need no hashing: they reach a record through its config.
+    edited while it runs.
     """
     h = hashlib.sha256()
     for p in sorted(Path(package or Path(__file__).parent).glob("*.py")):
@@ -121,7 +147,7 @@ def environment() -> dict:
     import tensorflow as tf
     from . import __version__
     gpus = tf.config.list_physical_devices("GPU")
-    return {"kafnotes": __version__, "code": code_fingerprint(), "tensorflow": tf.__version__,
+    return {"kafnotes": __version__, "numerics": NUMERICS_VERSION, "code": code_fingerprint(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "device": ", ".join(d.name for d in gpus) or f"CPU ({os.cpu_count()} cores)",
             "machine": platform.machine(), **cpu(),

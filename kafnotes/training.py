@@ -151,10 +151,10 @@ def train(config: TrainConfig, cifar: data.Cifar10, runs: str | os.PathLike | No
     (used to test resume); the run stays unfinished and a later call continues it.
     """
     config.validate()
-    ident = {"config": config.to_dict(), "data": {"source": cifar.source, "n_train": len(cifar.x_train),
-                                                  "n_test": len(cifar.x_test),
-                                                  "labels": records.array_digest(cifar.y_train, cifar.y_test)}}
+    ident = {"config": config.to_dict(), "data": {"n_train": len(cifar.x_train), "n_test": len(cifar.x_test),
+                                                  "checksum": cifar.checksum}}
     key = records.config_key(ident)
+    ident["data"]["source"] = cifar.source  # a label, not part of the key: the checksum names the data
     path = Path(runs or records.runs_dir()) / f"{config.arch}-{config.activation}-{config.method}-{key}"
     with records.exclusive(path.with_name(path.name + ".lock")):  # another process may be training it
         return _train(config, cifar, path, key, ident, force, verbose, stop_after)
@@ -171,6 +171,7 @@ def _train(config, cifar, path, key, ident, force, verbose, stop_after) -> Run:
             return Run(model, record, path, reused=True)
     if force:
         shutil.rmtree(path, ignore_errors=True)
+    records.forbid_computing(path)
 
     record = {"status": "running", "key": key, **ident, "environment": records.environment(),
               "history": [], "flags": {"diverged": False, "early_stopped_epoch": None}}
@@ -361,13 +362,14 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
     from .schedules import ExponentialRange, LRFinderResult, suggest_range
     config.validate()
     ident = {"lr_finder": config.to_dict(), "steps": steps, "lr_start": lr_start, "lr_end": lr_end,
-             "data": {"source": cifar.source, "n_train": len(cifar.x_train),
-                      "labels": records.array_digest(cifar.y_train)}}
+             "data": {"n_train": len(cifar.x_train), "checksum": cifar.checksum}}
     key = records.config_key(ident)
+    ident["data"]["source"] = cifar.source
     path = Path(runs or records.runs_dir()) / f"lrfinder-{config.arch}-{config.activation}-{key}.json"
     if path.exists() and not force:
         rec = records.read_json(path)
     else:
+        records.forbid_computing(path)
         settings.setup(config.seed)
         sweep = dataclasses.replace(config, schedule="constant")
         model, optimizer = build(sweep, 1)

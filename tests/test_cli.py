@@ -35,7 +35,7 @@ def test_parameters_are_parsed_as_literals():
 
 
 def test_unknown_profile_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="valid profiles: smoke, cpu, full"):
+    with pytest.raises(SystemExit, match="valid profiles: smoke, cpu, study, full"):
         cli.main(["run", "01", "--profile", "tiny", "--root", str(ROOT), "--out", str(tmp_path)])
 
 

@@ -95,3 +95,65 @@ def test_environment_stamp_names_the_cpu_and_its_kernels():
         assert "avx" in env["cpu_flags"].split()
     assert env["onednn_max_isa"] == "AVX2"  # kafnotes' cap, in force in this process
     assert "intra_op_threads" in env
+
+
+_TINY_SMOKE_RUN = """
+from kafnotes import chapter, data, records, training
+cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+config = training.TrainConfig(arch="light_cnn", activation="relu", method="standard", optimizer="adam",
+                              schedule="constant", lr=3e-3, epochs=1, batch_size=50, eval_images=40)
+run = training.train(config, cifar, verbose=False)
+print(run.path.name, f"{run.history[-1]['loss']:.5f}")
+"""
+
+
+def _tiny_smoke_run(package_parent, runs):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "PYTHONPATH": str(package_parent), "KAFNOTES_RUNS": str(runs)}
+    out = subprocess.run([sys.executable, "-c", _TINY_SMOKE_RUN], capture_output=True, text=True, env=env,
+                         check=True, cwd=package_parent).stdout.split()
+    return out[0], out[1]  # the run's folder (its key) and the loss a chapter would print
+
+
+def test_a_numerics_change_that_forgets_its_bump_keeps_the_key_but_changes_the_smoke_output(tmp_path):
+    """Keys name NUMERICS_VERSION, not the code, so records survive refactors. A change that alters
+    numbers and forgets to bump would then reuse stale records; the smoke outputs catch it, because
+    `pytest --nbval` recomputes every chapter from an empty records folder (``test_environment``)."""
+    pkg = _package_copy(tmp_path / "altered")
+    shutil.copytree(Path(kafnotes.__file__).parent / "_data", pkg / "_data")
+    source = (pkg / "training.py").read_text()
+    assert "loss = ce(y, logits)" in source
+    (pkg / "training.py").write_text(source.replace("loss = ce(y, logits)", "loss = 1.01 * ce(y, logits)"))
+    as_is = _tiny_smoke_run(Path(kafnotes.__file__).parent.parent, tmp_path / "runs-a")
+    altered = _tiny_smoke_run(pkg.parent, tmp_path / "runs-b")
+    assert altered[0] == as_is[0]  # same key: the published edition would reuse the old record ...
+    assert altered[1] != as_is[1]  # ... but the recomputed smoke output differs, so nbval fails
+
+
+def test_keys_follow_the_numerics_version_and_the_data_not_the_file_name(monkeypatch):
+    cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+    ident = {"config": {"lr": 1.0}, "data": {"checksum": cifar.checksum}}
+    key = records.config_key(ident)
+    monkeypatch.setattr(records, "NUMERICS_VERSION", records.NUMERICS_VERSION + 1)
+    assert records.config_key(ident) != key
+    other = data.load_cifar10("sample", n_train=100, n_test=40, seed=1)  # other images, same count
+    assert other.checksum != cifar.checksum
+    assert data.load_cifar10(data.sample_path(), n_train=100, n_test=40, seed=0).checksum == cifar.checksum
+
+
+def test_records_only_mode_refuses_to_train_or_attack_and_says_how_to_fix_it(runs, monkeypatch):
+    cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+    config = TrainConfig(arch="light_cnn", activation="relu", method="standard", optimizer="adam",
+                         schedule="constant", lr=3e-3, epochs=1, batch_size=50, eval_images=40)
+    P = get_profile("smoke", n_eval=40, pgd_steps=2)
+    monkeypatch.setenv(records.ENV_RECORDS_ONLY, "1")
+    with pytest.raises(records.MissingRecord, match="KAFNOTES_RECORDS_ONLY=1 forbids"):
+        training.train(config, cifar, runs=runs, verbose=False)
+    monkeypatch.delenv(records.ENV_RECORDS_ONLY)
+    run = training.train(config, cifar, runs=runs, verbose=False)
+    monkeypatch.setenv(records.ENV_RECORDS_ONLY, "1")
+    assert training.train(config, cifar, runs=runs, verbose=False).reused  # a finished run is read back
+    with pytest.raises(records.MissingRecord, match="eval-"):
+        evaluation.evaluate(run, P, cifar)
