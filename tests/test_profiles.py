@@ -3,8 +3,8 @@ import pytest
 from kafnotes.profiles import PROFILES, get_profile
 
 
-def test_three_profiles_with_overrides():
-    assert set(PROFILES) == {"smoke", "cpu", "full"}
+def test_four_profiles_with_overrides():
+    assert set(PROFILES) == {"smoke", "cpu", "study", "full"}
     p = get_profile("smoke", epochs=7, n_train=None)
     assert p["epochs"] == 7 and p["n_train"] == PROFILES["smoke"]["n_train"] and p["name"] == "smoke"
     assert PROFILES["smoke"]["epochs"] != 7  # the preset itself is untouched
@@ -13,7 +13,7 @@ def test_three_profiles_with_overrides():
 
 
 def test_unknown_profile_and_key():
-    with pytest.raises(ValueError, match="valid profiles: smoke, cpu, full"):
+    with pytest.raises(ValueError, match="valid profiles: smoke, cpu, study, full"):
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown profile keys"):
         get_profile("smoke", epoch=3)
@@ -23,3 +23,5 @@ def test_every_profile_sets_every_key():
     keys = [set(p) for p in PROFILES.values()]
     assert all(k == keys[0] for k in keys), "a key set in one profile must be set in all"
     assert get_profile("full")["apgd_steps"] == 100  # Croce and Hein's APGD budget at the thesis' scale
+    study = get_profile("study")  # the published edition: every training and test image
+    assert study["n_train"] is None and study["n_test"] is None and study["n_eval"] is None
