@@ -47,11 +47,12 @@ def percent(df: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:
 
 
 def adversarial_config(arch: str, activation: str, P: dict, lr_min: float, lr_max: float,
-                       augment: bool, seed: int = 0, **extra):
-    """The FGSM-RS recipe of chapters 3, 5 and 6 (one-cycle SGD, eps 8/255, step 1.25 eps); the
-    catastrophic-overfitting guard is on and a divergence is recorded rather than raised."""
+                       augment: bool, seed: int = 0, method: str = "fgsm_rs", **extra):
+    """The FGSM-RS recipe of chapters 3, 5 and 6 (one-cycle SGD, eps 8/255, step 1.25 eps), or with
+    ``method="n_fgsm"`` the same schedule with N-FGSM's noise and step; the catastrophic-overfitting
+    guard is on and a divergence is recorded rather than raised."""
     from .training import TrainConfig
-    return TrainConfig(arch=arch, activation=activation, method="fgsm_rs", epochs=P["adv_epochs"],
+    return TrainConfig(arch=arch, activation=activation, method=method, epochs=P["adv_epochs"],
                        batch_size=P["batch_size"], optimizer="sgd", schedule="one_cycle", lr=lr_max,
                        lr_min=lr_min, eps=P["eps"], augment=augment, co_guard=True, on_nonfinite="record",
                        seed=seed, **extra)
@@ -81,7 +82,35 @@ def training_note(record: dict, blowup: float = 10.0) -> str:
         return f"loss exploded (to {max(losses):.2g})"
     if kept is not None:
         return f"early stop (epoch {kept})"
-    return ""
+    return overfitting(record)
+
+
+def overfitting(record: dict, gap: float = 0.10, alpha: float = stats.ALPHA) -> str:
+    """"overfitting (...)": the signs of gradual or catastrophic overfitting that the guard's
+    20-point rule misses, each only when significant (``stats.rate_below``):
+
+    - the guard's PGD-5 accuracy slid from its best epoch to the last while FGSM training accuracy rose;
+    - at the last epoch, FGSM training accuracy exceeds the guard's PGD-5 by more than ``gap``: the
+      one-step attack it trains on no longer finds the examples a multi-step attack does.
+
+    Empty when neither holds, or the run has no guard."""
+    kept = record["flags"]["early_stopped_epoch"]
+    history = [h for h in record["history"][:kept] if "guard_pgd5" in h]
+    if not history:
+        return ""
+    n = min(record["config"]["batch_size"], record["data"]["n_train"])  # the guard's one training batch
+    hits = lambda h: round(h["guard_pgd5"] * n)
+    best, last = max(history, key=lambda h: h["guard_pgd5"]), history[-1]
+    signs = []
+    if (last is not best and last["train_acc"] > best["train_acc"]
+            and stats.rate_below(hits(last), n, hits(best), n) <= alpha):
+        signs.append(f"guard PGD-5 {best['guard_pgd5']:.0%} at epoch {best['epoch']}, "
+                     f"{last['guard_pgd5']:.0%} at {last['epoch']}")
+    n_train = record["data"]["n_train"]
+    if (last["train_acc"] - last["guard_pgd5"] > gap
+            and stats.rate_below(hits(last), n, round(last["train_acc"] * n_train), n_train) <= alpha):
+        signs.append(f"FGSM train acc {last['train_acc']:.0%} against PGD-5 {last['guard_pgd5']:.0%}")
+    return f"overfitting ({'; '.join(signs)})" if signs else ""
 
 
 def intervals(evals: dict, baseline: str | None = "relu", key: str = "activation",
@@ -196,3 +225,35 @@ def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust
         said += (f" The data cannot separate {', '.join(groups['not separated'])} from {baseline} at this scale, "
                  "so the table does not rank them against it.")
     return said
+
+
+def method_comparison(first: dict, second: dict, labels=("FGSM-RS", "N-FGSM"), key: str = "activation",
+                      alpha: float = stats.ALPHA) -> tuple[pd.DataFrame, str]:
+    """Two training methods, activation by activation, on the same images: each evaluation's clean
+    and robust accuracy with intervals, and second minus first on robust accuracy (McNemar, Holm
+    over the activations). ``first`` and ``second`` map a name to an evaluation record (the same
+    seed). Returns the table and the sentence the chapter may say about it."""
+    a, b = labels
+    names = [name for name in second if name in first]
+    if not names:
+        raise ValueError(f"no activation was evaluated with both {a} and {b}")
+    tests = {name: stats.paired(second[name]["robust_images"], first[name]["robust_images"]) for name in names}
+    p_holm = dict(zip(names, stats.holm([t.p_value for t in tests.values()])))
+    rows = []
+    for name in names:
+        t = tests[name]
+        rows.append({key: name, f"clean {a}": _clean_interval([first[name]]), f"clean {b}": _clean_interval([second[name]]),
+                     f"robust {a}": stats.format_interval(stats.wilson(first[name]["robust_images"])),
+                     f"robust {b}": stats.format_interval(stats.wilson(second[name]["robust_images"])),
+                     f"robust {b} - {a} (points)": stats.format_diff(t),
+                     "p (Holm)": f"{p_holm[name]:.3f}" if p_holm[name] >= 0.001 else "<0.001",
+                     "separated": "yes" if p_holm[name] <= alpha else "no"})
+    up = [n for n in names if p_holm[n] <= alpha and tests[n].diff > 0]
+    down = [n for n in names if p_holm[n] <= alpha and tests[n].diff < 0]
+    same = [n for n in names if p_holm[n] > alpha]
+    parts = ([f"{b} raises robust accuracy over {a} for {', '.join(up)}"] if up else []) + (
+        [f"{b} lowers it for {', '.join(down)}"] if down else []) + (
+        [f"the data cannot separate the two methods for {', '.join(same)}"] if same else [])
+    n = len(first[names[0]]["robust_images"])
+    sentence = f"On these {n} images, by the paired tests (McNemar, Holm, 5%): " + "; ".join(parts) + "."
+    return pd.DataFrame(rows), sentence

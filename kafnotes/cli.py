@@ -301,7 +301,7 @@ def main(argv=None):
     p.add_argument("--activation", default="relu")
     p.add_argument("--block", default="thesis", choices=["thesis", "he"],
                    help="ResNet block: the thesis' (BN after the add; the book's default) or He et al.'s")
-    p.add_argument("--method", default="fgsm_rs", choices=["fgsm_rs", "standard"])
+    p.add_argument("--method", default="fgsm_rs", choices=["fgsm_rs", "n_fgsm", "standard"])
     p.add_argument("--data", default="auto", help="'sample', 'keras', 'auto' or a path to an .npz")
     p.add_argument("--n-train", type=int)
     p.add_argument("--n-test", type=int)

@@ -172,6 +172,15 @@ def against_baseline(masks: Mapping[str, object], baseline: str, alpha: float = 
     return table
 
 
+def rate_below(k: int, n: int, k_ref: int, n_ref: int) -> float:
+    """One-sided p-value that the rate k/n lies below the reference rate k_ref/n_ref (Fisher's exact
+    test; for two measurements on the same items it is conservative)."""
+    for name, (hits, total) in (("k", (k, n)), ("k_ref", (k_ref, n_ref))):
+        if total < 1 or not 0 <= hits <= total:
+            raise ValueError(f"{name} must be a count between 0 and its total {total} >= 1 (got {hits})")
+    return float(_scipy.fisher_exact([[k_ref, n_ref - k_ref], [k, n - k]], alternative="greater").pvalue)
+
+
 def _is_seed_list(value) -> bool:
     return isinstance(value, (list, tuple)) and len(value) > 0 and not isinstance(value[0], (bool, np.bool_))
 

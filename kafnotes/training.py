@@ -1,4 +1,4 @@
-"""Training: FGSM with a random start ("fast is better than free") and standard training.
+"""Training: FGSM with a random start ("fast is better than free"), N-FGSM, and standard training.
 
 ``train(config, cifar)`` trains (or reuses) one model, checkpoints every epoch, resumes an interrupted
 run, stops with a clear error on a non-finite loss or gradient, and writes a JSON run record.
@@ -22,7 +22,8 @@ import tensorflow as tf
 from . import activations, attacks, data, models, records, settings
 from .schedules import OneCycle
 
-METHODS = ("fgsm_rs", "standard")
+METHODS = ("fgsm_rs", "n_fgsm", "standard")
+ADVERSARIAL = ("fgsm_rs", "n_fgsm")
 
 
 class DivergenceError(RuntimeError):
@@ -41,7 +42,7 @@ class DivergenceError(RuntimeError):
 class TrainConfig:
     arch: str = "resnet20"
     activation: str = "relu"
-    method: str = "fgsm_rs"          # "fgsm_rs" (adversarial) or "standard"
+    method: str = "fgsm_rs"          # "fgsm_rs" or "n_fgsm" (adversarial), or "standard"
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"           # "sgd" or "adam"
@@ -55,7 +56,7 @@ class TrainConfig:
     weight_decay: float = 0.0        # decoupled; the architectures carry their own L2 terms
     clipnorm: float | None = None
     eps: float = 8 / 255
-    fgsm_alpha: float | None = None  # default 1.25 * eps
+    fgsm_alpha: float | None = None  # default 1.25 * eps (fgsm_rs) or eps (n_fgsm)
     augment: bool = False
     co_guard: bool = False           # catastrophic-overfitting early stop (PGD-5 on a train batch)
     kwta_anneal: tuple | None = None  # (start, end, decrement, every_epochs), e.g. (0.3, 0.15, 0.01, 2)
@@ -94,7 +95,9 @@ class TrainConfig:
 
     @property
     def step_size(self) -> float:
-        return 1.25 * self.eps if self.fgsm_alpha is None else self.fgsm_alpha
+        if self.fgsm_alpha is not None:
+            return self.fgsm_alpha
+        return self.eps if self.method == "n_fgsm" else 1.25 * self.eps
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self), default=list))
@@ -115,21 +118,19 @@ class Run:
 # -- the loop ------------------------------------------------------------------------------------
 
 def make_train_step(model, optimizer, config: TrainConfig, noise: tf.random.Generator):
-    """The compiled per-batch update. FGSM-RS draws a fresh uniform start every call."""
+    """The compiled per-batch update. Both FGSM methods draw fresh uniform noise every call.
+
+    FGSM-RS (Wong et al. 2020): noise in [-eps, eps], a step of 1.25 eps, projected back to the eps-ball.
+    N-FGSM (de Jorge et al. 2022): noise in [-2 eps, 2 eps], a step of eps, and no projection, so the
+    perturbation can reach 3 eps; the larger noise is what keeps it from catastrophic overfitting.
+    """
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float32")
-    eps, alpha = config.eps, config.step_size
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     @tf.function
     def step(x, y):
-        if config.method == "fgsm_rs":
-            delta = noise.uniform(tf.shape(x), -eps, eps)
-            delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
-            with tf.GradientTape() as tape:
-                tape.watch(delta)
-                loss = ce(y, tf.cast(model(x + delta, training=True), tf.float32))
-            delta = tf.clip_by_value(delta + alpha * tf.sign(tape.gradient(loss, delta)), -eps, eps)
-            x = tf.stop_gradient(tf.clip_by_value(x + delta, 0.0, 1.0))
+        if config.method in ADVERSARIAL:
+            x = fgsm_examples(model, x, y, config, noise, ce)
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
             loss = ce(y, logits) + tf.add_n([tf.cast(l, tf.float32) for l in model.losses] or [0.0])
@@ -141,6 +142,21 @@ def make_train_step(model, optimizer, config: TrainConfig, noise: tf.random.Gene
         return loss, correct, tf.math.is_finite(loss), finite
 
     return step
+
+
+def fgsm_examples(model, x, y, config: TrainConfig, noise: tf.random.Generator, ce):
+    """The training inputs of one FGSM-RS or N-FGSM step (see ``make_train_step``)."""
+    eps = config.eps
+    radius = 2 * eps if config.method == "n_fgsm" else eps
+    delta = noise.uniform(tf.shape(x), -radius, radius)
+    delta = tf.clip_by_value(x + delta, 0.0, 1.0) - x
+    with tf.GradientTape() as tape:
+        tape.watch(delta)
+        loss = ce(y, tf.cast(model(x + delta, training=True), tf.float32))
+    delta = delta + config.step_size * tf.sign(tape.gradient(loss, delta))
+    if config.method == "fgsm_rs":
+        delta = tf.clip_by_value(delta, -eps, eps)
+    return tf.stop_gradient(tf.clip_by_value(x + delta, 0.0, 1.0))
 
 
 def train(config: TrainConfig, cifar: data.Cifar10, runs: str | os.PathLike | None = None,
@@ -212,7 +228,7 @@ def _train(config, cifar, path, key, ident, force, verbose, stop_after) -> Run:
         row = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
                "test_acc": attacks.clean_accuracy(model, cifar.x_test[:n_eval], cifar.y_test[:n_eval]),
                "lr": float(_current_lr(optimizer)), "seconds": seconds, "kaf_shape": _kaf_snapshot(model)}
-        if config.co_guard and config.method == "fgsm_rs":
+        if config.co_guard and config.method in ADVERSARIAL:
             row["guard_pgd5"] = attacks.robust_accuracy(model, guard_x, guard_y, eps=config.eps,
                                                         alpha=config.eps / 4, steps=5, restarts=1)
             best = max([r.get("guard_pgd5", 0.0) for r in record["history"]] or [0.0])
@@ -337,7 +353,7 @@ def _restore(path: Path, model, optimizer):
 
 
 def _print_epoch(row, total, method):
-    adv = "adv " if method == "fgsm_rs" else ""
+    adv = "adv " if method in ADVERSARIAL else ""
     guard = f"  PGD-5 {row['guard_pgd5']:.1%}" if "guard_pgd5" in row else ""
     print(f"epoch {row['epoch']:>3}/{total}  loss {row['loss']:.3f}  {adv}train acc {row['train_acc']:.1%}  "
           f"test acc {row['test_acc']:.1%}  lr {row['lr']:.4g}{guard}  {row['seconds']:.1f}s", flush=True)

@@ -85,3 +85,42 @@ def test_the_ranking_sentence_says_only_what_the_test_supports():
     assert "place kaf above relu." in said and "cannot separate elu from relu" in said
     said = chapter.separation_sentence({"relu": evals["relu"], "elu": evals["elu"]})
     assert "separate nothing from relu" in said
+
+
+def _guarded(rows, n_train=50000, batch_size=128):
+    history = [{"epoch": i + 1, "loss": 2.0, "train_acc": t, "guard_pgd5": g / 128} for i, (t, g) in enumerate(rows)]
+    return {"flags": {"diverged": False, "early_stopped_epoch": None}, "history": history,
+            "config": {"batch_size": batch_size}, "data": {"n_train": n_train}}
+
+
+def test_gradual_overfitting_is_flagged_when_the_guard_slides_while_fgsm_accuracy_rises():
+    # the cpu profile's ReLU ResNet20: PGD-5 drifts from 16% to 6% over two epochs, no 20-point fall
+    sliding = _guarded([(0.22, 13), (0.25, 20), (0.29, 9), (0.31, 8)], n_train=5000)
+    note = chapter.training_note(sliding)
+    assert note.startswith("overfitting (guard PGD-5 16% at epoch 2, 6% at 4")
+    # the same slide while FGSM accuracy falls too is a worse model, not overfitting
+    assert "guard" not in chapter.training_note(_guarded([(0.31, 20), (0.29, 9), (0.25, 8)], n_train=5000))
+    # a healthy run: both rise together
+    assert chapter.training_note(_guarded([(0.18, 25), (0.25, 29), (0.32, 33)])) == ""
+
+
+def test_fgsm_accuracy_far_above_the_guard_is_flagged():
+    # the study profile's ReLU ResNet20: 65% against its own FGSM, 0% against PGD-5
+    assert "FGSM train acc 65% against PGD-5 0%" in chapter.training_note(_guarded([(0.60, 0), (0.65, 0)]))
+    assert chapter.training_note(_guarded([(0.30, 33), (0.32, 33)])) == ""  # 32% vs 26%: within the gap
+
+
+def test_method_comparison_pairs_each_activation_with_itself():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    base = rng.random(1000) < 0.3
+    better = base.copy()
+    better[np.flatnonzero(~base)[:60]] = True  # 60 more images robust, none lost
+    mask = lambda m: "".join("1" if v else "0" for v in m)
+    ev = lambda m: {"clean": 0.6, "robust": m.mean(), "robust_images": mask(m)}
+    table, sentence = chapter.method_comparison({"relu": ev(base), "kaf": ev(base)},
+                                                {"relu": ev(better), "kaf": ev(base)})
+    assert list(table["separated"]) == ["yes", "no"]
+    assert table.iloc[0]["robust N-FGSM - FGSM-RS (points)"].startswith("+6.0")
+    assert "N-FGSM raises robust accuracy over FGSM-RS for relu" in sentence
+    assert "cannot separate the two methods for kaf" in sentence

@@ -132,3 +132,15 @@ def test_seeds_pool_pairwise():
 def test_formatting():
     assert stats.format_interval(stats.Interval(0.414, 0.371, 0.458, 500)) == "41.4 [37.1, 45.8]"
     assert stats.format_diff(stats.Paired(0.032, 0.008, 0.056, 40, 8, 1000, 0.001)) == "+3.2 [+0.8, +5.6]"
+
+
+def test_rate_below_matches_a_brute_force_hypergeometric_sum():
+    """Fisher's one-sided p: the chance, with the margins fixed, of a table at least this lopsided."""
+    k, n, k_ref, n_ref = 8, 128, 20, 128
+    total, hits = n + n_ref, k + k_ref
+    table = lambda a: math.comb(n_ref, a) * math.comb(n, hits - a) / math.comb(total, hits)
+    brute = sum(table(a) for a in range(k_ref, min(hits, n_ref) + 1))
+    assert stats.rate_below(k, n, k_ref, n_ref) == pytest.approx(brute, rel=1e-9)
+    assert stats.rate_below(20, 128, 20, 128) > 0.5
+    with pytest.raises(ValueError, match="between 0 and its total"):
+        stats.rate_below(130, 128, 20, 128)

@@ -72,6 +72,31 @@ def test_fgsm_rs_start_is_fresh_every_step_and_bounded():
     assert np.abs(update1 - x).max() > 0.5 * eps  # the signed step moved it
 
 
+def test_n_fgsm_noise_is_twice_as_wide_its_step_is_eps_and_it_is_not_projected():
+    """N-FGSM's inputs reach beyond the eps-ball (up to 3 eps), FGSM-RS's never do."""
+    eps = 8 / 255
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    x = tf.constant(np.full((64, 32, 32, 3), 0.5, np.float32))  # far from 0 and 1: no image clipping
+    y = tf.zeros(64, tf.int32)
+    noise = tf.random.Generator.from_seed(0)
+    reach = {}
+    for method in ("fgsm_rs", "n_fgsm"):
+        config = TrainConfig(method=method, eps=eps)
+        reach[method] = np.abs(training.fgsm_examples(model, x, y, config, noise, ce).numpy() - 0.5).max()
+    assert TrainConfig(method="n_fgsm", eps=eps).step_size == pytest.approx(eps)
+    assert TrainConfig(method="fgsm_rs", eps=eps).step_size == pytest.approx(1.25 * eps)
+    assert reach["fgsm_rs"] <= eps + 1e-6
+    assert 2.5 * eps < reach["n_fgsm"] <= 3 * eps + 1e-6  # noise near 2 eps plus a step of eps, unprojected
+
+
+def test_n_fgsm_trains_with_the_guard(tiny, runs):
+    run = training.train(_config(method="n_fgsm", optimizer="sgd", lr=0.05, epochs=2, co_guard=True), tiny,
+                         runs=runs, verbose=False)
+    assert run.path.name.startswith("light_cnn-relu-n_fgsm-")
+    assert all("guard_pgd5" in h for h in run.history)
+
+
 def test_one_cycle_values():
     s = schedules.OneCycle(0.01, 0.8, cycle_steps=100, halve_every=10)
     at = lambda i: float(s(i))
