@@ -31,13 +31,14 @@ class _Graph:
         return self._call[bool(training)](x)
 
 
-def classifier(model, nb_classes: int = 10):
-    """Wrap a kafnotes (logits) model as ART's TensorFlowV2Classifier, inputs clipped to [0, 1]."""
+def classifier(model, nb_classes: int = 10, loss=None):
+    """Wrap a kafnotes (logits) model as ART's TensorFlowV2Classifier, inputs clipped to [0, 1];
+    ``loss``: the loss object attacks that use the estimator's loss differentiate (default: CE)."""
     import keras
     from art.estimators.classification import TensorFlowV2Classifier
+    loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return TensorFlowV2Classifier(model=_Graph(model), nb_classes=nb_classes, input_shape=tuple(model.input_shape[1:]),
-                                  loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                                  clip_values=(0.0, 1.0))
+                                  loss_object=loss, clip_values=(0.0, 1.0))
 
 
 def predict(clf, x, batch_size: int = 256) -> np.ndarray:

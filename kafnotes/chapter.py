@@ -7,7 +7,8 @@ import pandas as pd
 
 from . import data, settings
 from . import stats
-from .evaluation import eval_subset, evaluate, stronger_attacks, worst_case, worst_mask  # noqa: F401  (chapters call them here)
+from .evaluation import (eval_subset, evaluate, standard_autoattack, stronger_attacks,  # noqa: F401  (chapters
+                         worst_case, worst_mask)                                     # call them here)
 from .profiles import get_profile
 
 
@@ -36,6 +37,27 @@ def caption(P: dict, what: str = "", pgd: bool = True, **attack) -> str:
         parts.append(f"PGD-{steps}-{attack.get('restarts', P['pgd_restarts'])} at eps={eps * 255:.1f}/255, "
                      f"true labels, {P['n_eval'] or 'all'} test images")
     return f"{what} [{'; '.join(parts)}]".strip()
+
+
+def autoattack_caption(P: dict, n_eval: int) -> str:
+    """What the AutoAttack numbers are: the composition, its sizes at this profile, and what it omits."""
+    n = min(P["aa_n"] or n_eval, n_eval)
+    square_n = n if P["square_n"] is None else min(P["square_n"], n)
+    square = f"Square ({P['square_queries']} queries" + (f", on the first {square_n} images)" if square_n < n else ")")
+    standard = P["apgd_steps"] == 100 and P["square_queries"] == 5000 and square_n == n
+    return (f"standard AutoAttack through ART at eps={P['eps'] * 255:.1f}/255 on the first {n} test images: "
+            f"APGD-CE and APGD-T (9 targets), {P['apgd_steps']} iterations each, then {square}, each on the "
+            f"images still robust; no FAB-T (ART has none)"
+            + ("" if standard else "; smaller than the standard version (100 iterations, 5000 queries on every image)"))
+
+
+def autoattack_table(results: dict, baseline: str | None = "relu", key: str = "activation") -> pd.DataFrame:
+    """Standard AutoAttack results (``evaluation.autoattack_record``), one row each: clean and
+    AutoAttack accuracy with 95% intervals, the paired test against ``baseline`` (``intervals``),
+    and the accuracy in % after each stage, so a reader sees which attack found what."""
+    stages = pd.DataFrame([{key: name, **{f"after {stage}": 100 * acc for stage, acc in r["accuracy"].items()}}
+                           for name, r in results.items()]).round(1)
+    return intervals(results, baseline=baseline, key=key, label="AutoAttack").merge(stages, on=key)
 
 
 def percent(df: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:
@@ -91,7 +113,8 @@ def overfitting(record: dict, gap: float = 0.10, alpha: float = stats.ALPHA) -> 
 
     - the guard's PGD-5 accuracy slid from its best epoch to the last while FGSM training accuracy rose;
     - at the last epoch, FGSM training accuracy exceeds the guard's PGD-5 by more than ``gap``: the
-      one-step attack it trains on no longer finds the examples a multi-step attack does.
+      one-step attack it trains on no longer finds the examples a multi-step attack does (only once
+      FGSM accuracy is ``gap`` above ``AT_CHANCE``: a model near chance is not overfitting).
 
     Empty when neither holds, or the run has no guard."""
     kept = record["flags"]["early_stopped_epoch"]
@@ -107,7 +130,7 @@ def overfitting(record: dict, gap: float = 0.10, alpha: float = stats.ALPHA) -> 
         signs.append(f"guard PGD-5 {best['guard_pgd5']:.0%} at epoch {best['epoch']}, "
                      f"{last['guard_pgd5']:.0%} at {last['epoch']}")
     n_train = record["data"]["n_train"]
-    if (last["train_acc"] - last["guard_pgd5"] > gap
+    if (last["train_acc"] - last["guard_pgd5"] > gap and last["train_acc"] >= AT_CHANCE + gap
             and stats.rate_below(hits(last), n, round(last["train_acc"] * n_train), n_train) <= alpha):
         signs.append(f"FGSM train acc {last['train_acc']:.0%} against PGD-5 {last['guard_pgd5']:.0%}")
     return f"overfitting ({'; '.join(signs)})" if signs else ""
@@ -210,6 +233,8 @@ def with_intervals(df: pd.DataFrame, columns, n: int) -> pd.DataFrame:
 def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust accuracy") -> str:
     """The sentence a chapter may say about its ranking, from the paired tests (``separated``): which
     entries the data place above or below ``baseline``, and which they cannot tell apart from it."""
+    if baseline not in evals or len(evals) < 2:
+        return f"No paired test here: it needs {baseline} and at least one other entry evaluated on the same images."
     groups = separated(evals, baseline)
     first = next(iter(evals.values()))
     n = len((first[0] if isinstance(first, list) else first)["robust_images"])

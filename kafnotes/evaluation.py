@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import attacks, records
 
 
@@ -45,6 +47,36 @@ def stronger_attacks(run, P: dict, cifar) -> dict:
                 "apgd_worst": apgd["apgd_worst"], "robust_images": mask_text(apgd["robust"]), "checks": checks}
 
     return records.reuse_or_record(run.path / f"eval-{records.config_key(spec)}.json", attack)
+
+
+def standard_autoattack(run, P: dict, cifar) -> dict:
+    """Standard AutoAttack (``kafnotes.autoattack``, as the profile sizes it) on ``run``, recorded
+    beside its weights like ``evaluate``."""
+    x, y = eval_subset(P, cifar)
+    return autoattack_record(run.path, "eval", lambda: run.model, x, y, P)
+
+
+def autoattack_record(folder, stem: str, model_fn, x, y, P: dict, **identity) -> dict:
+    """AutoAttack on the first ``P["aa_n"]`` of ``x, y``, stored as ``folder/stem-KEY.json`` and
+    reused when asked again; ``model_fn`` builds the model only when an attack has to run, and
+    ``identity`` (e.g. a published model's checksum) joins the key."""
+    from . import autoattack
+    n = min(P["aa_n"] or len(x), len(x))
+    x, y = x[:n], y[:n]
+    spec = {"attacks": "autoattack-standard-art", "eps": P["eps"], "apgd_steps": P["apgd_steps"], "targets": 9,
+            "square_queries": P["square_queries"], "square_n": P["square_n"], "n": n,
+            "images": records.array_digest(x, y), "seed": P.get("seed", 0), **identity}
+
+    def attack():
+        model = model_fn()
+        result = autoattack.run(model, x, y, eps=spec["eps"], steps=spec["apgd_steps"], targets=spec["targets"],
+                                square_queries=spec["square_queries"], square_n=spec["square_n"], seed=spec["seed"])
+        clean = attacks.predict_labels(model, x) == y
+        return {"attack": spec, **{k: v for k, v in result.items() if k != "robust"},
+                "clean": float(clean.mean()), "robust": result["accuracy"]["square"],
+                "clean_images": mask_text(clean), "robust_images": mask_text(result["robust"])}
+
+    return records.reuse_or_record(Path(folder) / f"{stem}-{records.config_key(spec)}.json", attack)
 
 
 def worst_case(*evaluations: dict) -> float:

@@ -262,3 +262,14 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
         }}
 
     return records.reuse_or_record(path, attack)["result"]
+
+
+def autoattack(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
+    """Standard AutoAttack (``kafnotes.autoattack``, sized by profile ``P``) on published model
+    ``name``'s float rebuild, recorded beside its audit and reused when asked again."""
+    if name not in PUBLISHED:
+        raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
+    folder = Path(runs or records.runs_dir()) / "published"
+    return evaluation.autoattack_record(folder, f"{name}-autoattack", lambda: rebuilt or rebuild(name)[0], x, y, P,
+                                        model=name, sha256=checksums()[f"{name}.zip"],
+                                        precision=keras.config.floatx())

@@ -108,6 +108,7 @@ def test_fgsm_accuracy_far_above_the_guard_is_flagged():
     # the study profile's ReLU ResNet20: 65% against its own FGSM, 0% against PGD-5
     assert "FGSM train acc 65% against PGD-5 0%" in chapter.training_note(_guarded([(0.60, 0), (0.65, 0)]))
     assert chapter.training_note(_guarded([(0.30, 33), (0.32, 33)])) == ""  # 32% vs 26%: within the gap
+    assert chapter.training_note(_guarded([(0.12, 0), (0.15, 0)])) == ""  # near chance: nothing to overfit
 
 
 def test_method_comparison_pairs_each_activation_with_itself():
@@ -124,3 +125,8 @@ def test_method_comparison_pairs_each_activation_with_itself():
     assert table.iloc[0]["robust N-FGSM - FGSM-RS (points)"].startswith("+6.0")
     assert "N-FGSM raises robust accuracy over FGSM-RS for relu" in sentence
     assert "cannot separate the two methods for kaf" in sentence
+
+
+def test_the_ranking_sentence_without_its_baseline_says_why_instead_of_failing():
+    ev = {"clean": 0.5, "robust": 0.5, "robust_images": "0101"}
+    assert chapter.separation_sentence({"kaf": ev}).startswith("No paired test here: it needs relu")

@@ -55,7 +55,7 @@ def test_every_chapter_is_parameterized_and_in_the_toc():
 
 # the profile keys that set a chapter's scale: a chapter that reads one must let `-p` override it
 SCALE_KEYS = {"seeds", "epochs", "adv_epochs", "clean_epochs", "norm_steps", "lr_finder_steps", "eps", "pgd_steps",
-              "pgd_restarts", "apgd_steps", "n_eval"}
+              "pgd_restarts", "apgd_steps", "n_eval", "square_queries"}
 
 
 def test_a_chapter_passes_its_profile_parameters_to_the_profile():
@@ -75,6 +75,8 @@ def test_a_chapter_passes_its_profile_parameters_to_the_profile():
         read = set(re.findall(r'P\["(\w+)"\]', code)) & SCALE_KEYS
         if "chapter.evaluate(" in code or "chapter.stronger_attacks(" in code:
             read |= {"pgd_steps", "pgd_restarts", "n_eval"}  # eps too, unless the call sets it (chapter 2)
+        if "standard_autoattack(" in code or "thesis_models.autoattack(" in code:
+            read |= {"apgd_steps", "square_queries"}
         if "chapter.adversarial_config(" in code:
             read |= {"adv_epochs", "eps"}
         missing = read - names
