@@ -261,7 +261,7 @@ def method_comparison(first: dict, second: dict, labels=("FGSM-RS", "N-FGSM"), k
     a, b = labels
     names = [name for name in second if name in first]
     if not names:
-        raise ValueError(f"no activation was evaluated with both {a} and {b}")
+        return pd.DataFrame(columns=[key]), f"No activation was trained with both {a} and {b} here."
     tests = {name: stats.paired(second[name]["robust_images"], first[name]["robust_images"]) for name in names}
     p_holm = dict(zip(names, stats.holm([t.p_value for t in tests.values()])))
     rows = []

@@ -125,6 +125,8 @@ def test_method_comparison_pairs_each_activation_with_itself():
     assert table.iloc[0]["robust N-FGSM - FGSM-RS (points)"].startswith("+6.0")
     assert "N-FGSM raises robust accuracy over FGSM-RS for relu" in sentence
     assert "cannot separate the two methods for kaf" in sentence
+    empty, said = chapter.method_comparison({"relu": ev(base)}, {})
+    assert empty.empty and said == "No activation was trained with both FGSM-RS and N-FGSM here."
 
 
 def test_the_ranking_sentence_without_its_baseline_says_why_instead_of_failing():
