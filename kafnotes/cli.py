@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import settings
-from .profiles import PROFILES
+from . import records, settings
+from .profiles import COMMITTED_RECORDS, PROFILES
 
 KERNEL_ENV = {**settings.NUMERICS_ENV, "PYTHONWARNINGS": "ignore"}
 
@@ -156,14 +156,14 @@ def run_chapters(notebooks: list[Path], work, jobs: int, label: str):
 class _ExecuteInto:
     """Execute a chapter into ``out/book`` atomically: a failed run keeps the last good copy."""
 
-    def __init__(self, out: Path, params: dict):
-        self.out, self.params = out, params
+    def __init__(self, out: Path, params: dict, runs: Path):
+        self.out, self.params, self.runs = out, params, runs
 
     def __call__(self, nb: Path) -> float:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=self.out) as tmp:
             staged = Path(tmp) / nb.name
-            execute(nb, staged, self.params, self.out / "runs", cwd=self.out / "book")
+            execute(nb, staged, self.params, self.runs, cwd=self.out / "book")
             _tag_injected(staged)
             os.replace(staged, self.out / "book" / nb.name)
         return time.perf_counter() - t0
@@ -177,9 +177,23 @@ def cmd_run(args) -> Path:
     (out / "book").mkdir(parents=True, exist_ok=True)
     params = {"profile": args.profile, **parse_params(args.param)}
     notebooks = pick_chapters(root, args.chapters)
-    run_chapters(notebooks, _ExecuteInto(out, params), jobs_for(args, notebooks), args.profile)
+    runs = records_for(args, root, out)
+    if args.records_only:  # the kernels inherit it: any missing record fails instead of being computed
+        os.environ[records.ENV_RECORDS_ONLY] = "1"
+    print(f"[{args.profile}] run records in {runs}" + (" (records only)" if args.records_only else ""), flush=True)
+    run_chapters(notebooks, _ExecuteInto(out, params, runs), jobs_for(args, notebooks), args.profile)
     print(f"[{args.profile}] executed chapters are in {out / 'book'}", flush=True)
     return out
+
+
+def records_for(args, root: Path, out: Path) -> Path:
+    """``--runs``; else the profile's committed records (``profiles.COMMITTED_RECORDS``: the study
+    edition's, which the book is built from); else ``OUT/runs``."""
+    if args.runs:
+        return Path(args.runs).resolve()
+    if args.profile in COMMITTED_RECORDS:
+        return (root / COMMITTED_RECORDS[args.profile]).resolve()
+    return out / "runs"
 
 
 def _tag_injected(path: Path):
@@ -207,7 +221,7 @@ def cmd_book(args):
     script = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(script) if script.exists() else (shutil.which("jupyter-book") or "jupyter-book"),
            "build", str(out), "--all", "-W", "--keep-going"]
-    result = subprocess.run(cmd, env=_kernel_env(out / "runs"))
+    result = subprocess.run(cmd, env=_kernel_env(records_for(args, root, out)))
     if result.returncode:
         raise SystemExit(f"kafnotes: jupyter-book build failed (exit {result.returncode}); see the log above.")
     index = out / "_build" / "html" / "index.html"
@@ -292,6 +306,10 @@ def main(argv=None):
         p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                        help="override a chapter parameter, e.g. -p epochs=5 -p n_train=2000")
         p.add_argument("--out", help="output folder (default outputs/PROFILE)")
+        p.add_argument("--runs", help="run records folder (default: the profile's committed records, "
+                                      "results/study/runs for study; else OUT/runs)")
+        p.add_argument("--records-only", action="store_true",
+                       help="use stored records only: fail, naming the record, where one would be computed")
         p.add_argument("--root", help="repository root (default: found from the current folder)")
         p.add_argument("-j", "--jobs", type=int, help=f"chapters executed at once (default {default_jobs()} "
                                                       "here: the CPU count, at most 4)")

@@ -31,7 +31,7 @@ PROFILES: dict[str, dict] = {
         resnet_depths=(20, 56), norm_steps=5, norm_batch=32, clean_epochs=1, lr_finder_steps=12,
         **_EVAL_SMOKE),
     "cpu": dict(
-        description="real-data subset, each chapter within about an hour on a 2-core laptop",
+        description="a 5000 / 1000-image subset, each chapter within about an hour on a 2-core laptop",
         dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, n_eval=500,
@@ -53,6 +53,11 @@ PROFILES: dict[str, dict] = {
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, n_eval=None,
         aa_n=None, square_queries=5000, square_n=None),
 }
+
+
+# Profiles whose run records are committed, relative to the repository root: `kafnotes run/book`
+# reads and writes them there, so the published edition builds from them without training.
+COMMITTED_RECORDS = {"study": "results/study/runs"}
 
 
 def get_profile(name: str, **overrides) -> dict:

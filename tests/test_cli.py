@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -158,3 +159,20 @@ def test_train_command_trains_attacks_and_records(tmp_path, capsys):
     config = json.loads(record.read_text())["config"]
     assert config["arch_options"] == {"variant": "he"} and config["activation"] == "kaf_elu"
     assert list(record.parent.glob("cli-eval-pgd2-1-n16.json"))
+
+
+def test_records_only_fails_a_chapter_that_would_train_and_names_what_is_missing(tmp_path):
+    """The published edition's guard: with --records-only, a missing record stops the build."""
+    result = subprocess.run([sys.executable, "-m", "kafnotes.cli", "run", "01", "--profile", "smoke", "--records-only",
+                             "--root", str(ROOT), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "empty")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "MissingRecord" in result.stdout + result.stderr
+    assert "KAFNOTES_RECORDS_ONLY=1 forbids computing it" in result.stdout + result.stderr
+
+
+def test_the_study_profile_reads_its_committed_records():
+    args = SimpleNamespace(runs=None, profile="study")
+    assert cli.records_for(args, ROOT, ROOT / "outputs" / "study") == (ROOT / "results" / "study" / "runs").resolve()
+    args = SimpleNamespace(runs=None, profile="smoke")
+    assert cli.records_for(args, ROOT, ROOT / "outputs" / "smoke") == ROOT / "outputs" / "smoke" / "runs"

@@ -1,0 +1,37 @@
+"""What the study edition's committed records hold: one line per training run, from its records.
+
+    python results/study/status.py
+
+Each run: its status, epochs, the note chapter 5 would print, clean and PGD-20 accuracy on the
+test images with 95% Wilson intervals, and the compute it took (training and evaluation).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from kafnotes import chapter, stats  # noqa: E402
+
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def main():
+    hours = 0.0
+    for run in sorted(p for p in RUNS.iterdir() if p.is_dir() and (p / "record.json").exists()):
+        record = json.loads((run / "record.json").read_text())
+        evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
+        pgd = next((e for e in evals if e.get("attack", {}).get("steps") == 20 and "loss" not in e["attack"]), None)
+        seconds = sum(record.get("seconds_per_epoch", [])) + sum(e.get("seconds", 0) for e in evals)
+        hours += seconds / 3600
+        line = f"{run.name:45s} {record['status']:9s} {len(record['history'])} epochs  {seconds / 60:6.0f} min"
+        if pgd:
+            line += (f"  clean {stats.wilson(pgd['clean_images'])}  PGD-20 {stats.wilson(pgd['robust_images'])}"
+                     f" on {len(pgd['robust_images'])}")
+        note = chapter.training_note(record) if record["status"] == "finished" else ""
+        print(line + (f"  [{note}]" if note else ""))
+    print(f"compute in these records: {hours:.1f} h on 2 cores")
+
+
+if __name__ == "__main__":
+    main()

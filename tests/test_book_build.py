@@ -1,0 +1,22 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_book_renders_its_formulas_offline(tmp_path):
+    """The HTML loads MathJax from its own _static folder, never from a CDN, so the intro's KAF
+    formula renders in a browser with no network."""
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "book", tmp_path / "book", ignore=shutil.ignore_patterns("*.refresh.ipynb", "conftest.py"))
+    jb = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jb), "build", str(tmp_path), "-W", "--keep-going"], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = (tmp_path / "_build" / "html" / "book" / "intro.html").read_text()
+    assert 'src="../_static/mathjax/tex-chtml.js"' in html
+    assert "cdn.jsdelivr" not in html and "mathjax@" not in html
+    assert (tmp_path / "_build" / "html" / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
