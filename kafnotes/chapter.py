@@ -282,3 +282,17 @@ def method_comparison(first: dict, second: dict, labels=("FGSM-RS", "N-FGSM"), k
     n = len(first[names[0]]["robust_images"])
     sentence = f"On these {n} images, by the paired tests (McNemar, Holm, 5%): " + "; ".join(parts) + "."
     return pd.DataFrame(rows), sentence
+
+
+def attack_sentence(masks: dict, alpha: float = stats.ALPHA) -> str:
+    """Which of two attacks on the same model and images is stronger, from the paired test on their
+    per-image robust masks (McNemar): the lower accuracy wins only where the test separates them."""
+    (a, mask_a), (b, mask_b) = masks.items()
+    test = stats.paired(mask_a, mask_b)
+    n, diff = test.n, stats.format_diff(test)
+    if test.p_value > alpha:
+        return (f"On these {n} images the paired test (McNemar, 5%) cannot separate {a} from {b} "
+                f"(difference {diff} points, p = {test.p_value:.2g}), so neither is the stronger attack here.")
+    stronger, weaker = (a, b) if test.diff < 0 else (b, a)
+    return (f"{stronger} is the stronger attack on these {n} images: accuracy under {a} minus under {b} is "
+            f"{diff} points (McNemar p = {test.p_value:.2g}).")

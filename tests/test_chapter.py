@@ -132,3 +132,13 @@ def test_method_comparison_pairs_each_activation_with_itself():
 def test_the_ranking_sentence_without_its_baseline_says_why_instead_of_failing():
     ev = {"clean": 0.5, "robust": 0.5, "robust_images": "0101"}
     assert chapter.separation_sentence({"kaf": ev}).startswith("No paired test here: it needs relu")
+
+
+def test_the_stronger_attack_is_named_only_when_the_paired_test_separates():
+    import numpy as np
+    direct = np.ones(200, bool)
+    transfer = direct.copy()
+    transfer[:40] = False  # the transfer attack breaks 40 images the direct one did not
+    said = chapter.attack_sentence({"direct": direct, "transfer": transfer})
+    assert said.startswith("transfer is the stronger attack on these 200 images")
+    assert "cannot separate direct from transfer" in chapter.attack_sentence({"direct": direct, "transfer": direct})
