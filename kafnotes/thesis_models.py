@@ -273,3 +273,48 @@ def autoattack(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
     return evaluation.autoattack_record(folder, f"{name}-autoattack", lambda: rebuilt or rebuild(name)[0], x, y, P,
                                         model=name, sha256=checksums()[f"{name}.zip"],
                                         precision=keras.config.floatx())
+
+
+class AsPublished:
+    """A published SavedModel as its author's attacks saw it: the serving signature (the precision and
+    softmax head that were saved) behind a logits-like output, log(clip(p, 1e-7, 1 - 1e-7)). Its
+    cross-entropy is the one Keras computes on probabilities (which clips them the same way), so an
+    image whose float16 softmax saturates has a zero gradient here, as it had for ART's PGD."""
+
+    def __init__(self, name: str, folder=None):
+        self.name = name
+        self._saved = saved_model(name, folder)  # keeps the loaded graph alive
+        self._serve = self._saved.signatures["serving_default"]
+        (self._input,) = self._serve.structured_input_signature[1]
+
+    def __call__(self, x, training=False):
+        import tensorflow as tf
+        p = next(iter(self._serve(**{self._input: tf.cast(x, tf.float32)}).values()))
+        return tf.math.log(tf.clip_by_value(tf.cast(p, tf.float32), 1e-7, 1 - 1e-7))
+
+
+def attack_as_published(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 20,
+                        seed: int = 0, runs=None) -> dict:
+    """PGD (true labels, one restart) on the SavedModel as saved (``AsPublished``), recorded beside
+    the audit: ``robust_images`` and ``robust``, or ``error`` when the saved graph cannot be
+    differentiated (a custom gradient that was not saved)."""
+    if name not in PUBLISHED:
+        raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
+    spec = {"model": name, "sha256": checksums()[f"{name}.zip"], "images": records.array_digest(x, y), "n": len(x),
+            "eps": eps, "alpha": alpha, "steps": steps, "seed": seed, "attack": "pgd-as-published"}
+    path = Path(runs or records.runs_dir()) / "published" / f"{name}-as-published-{records.config_key(spec)}.json"
+
+    def attack():
+        model = AsPublished(name)
+        clean = attacks.predict_labels(model, x) == np.asarray(y)
+        try:
+            _, robust = attacks.pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, restarts=1, seed=seed)
+        except Exception as e:  # noqa: BLE001 - TF wraps it in autograph's StagingError
+            if "No gradient defined" not in str(e):
+                raise
+            return {"spec": spec, "clean": float(clean.mean()), "clean_images": evaluation.mask_text(clean),
+                    "error": next(line.strip() for line in str(e).splitlines() if "No gradient defined" in line)[:160]}
+        return {"spec": spec, "clean": float(clean.mean()), "clean_images": evaluation.mask_text(clean),
+                "robust": float(robust.mean()), "robust_images": evaluation.mask_text(robust)}
+
+    return records.reuse_or_record(path, attack)

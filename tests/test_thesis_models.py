@@ -97,3 +97,14 @@ def test_an_audit_is_recorded_and_reused_and_keyed_by_its_attack(sample, tmp_pat
     assert len(list((tmp_path / "published").glob("*.json"))) == 3
     with pytest.raises(thesis_models.ThesisModelError, match="unknown published model 'resnet20_tanh'"):
         thesis_models.audit("resnet20_tanh", x, y, **attack)
+
+
+def test_a_saved_model_is_attacked_as_published_or_says_why_it_cannot_be(sample, tmp_path):
+    x, y = sample.x_test[:20], sample.y_test[:20]
+    relu = thesis_models.attack_as_published("resnet20_relu_ocrob", x, y, steps=2, runs=tmp_path)
+    saved = thesis_models.AsPublished("resnet20_relu_ocrob")
+    assert len(relu["robust_images"]) == 20 and relu["robust"] <= relu["clean"]
+    assert relu["clean_images"] == "".join("1" if p == t else "0" for p, t in
+                                           zip(np.argmax(saved(x).numpy(), -1), y))  # the saved graph's own labels
+    swish = thesis_models.attack_as_published("resnet20_swish_ocrob_lrf", x, y, steps=2, runs=tmp_path)
+    assert "No gradient defined" in swish["error"] and "robust_images" not in swish  # its custom gradient was not saved
