@@ -28,6 +28,19 @@ def start(profile: str = "smoke", seed: int = 0, **overrides):
     return P, cifar
 
 
+def scale_sentence(P: dict, cifar, epochs: str = "adv_epochs") -> str:
+    """What scale this execution ran at, for the chapter's "What came out" prose: the profile, the
+    data, the epochs and the evaluation; at ``smoke`` also that its numbers only show the pipeline runs."""
+    n_eval = P["n_eval"] or len(cifar.x_test)
+    said = (f"This run is at the `{P['name']}` profile: {len(cifar.x_train)} training images "
+            f"({P['data_label']}), {P[epochs]} epochs, evaluated on {min(n_eval, len(cifar.x_test))} test images")
+    if P["name"] == "smoke":
+        said += (". At this scale the models are barely trained, and the numbers show only that the pipeline runs "
+                 "end to end; the `study` edition of the book shows the same cells at the largest scale 2 CPU "
+                 "cores afford")
+    return said + "."
+
+
 def caption(P: dict, what: str = "", pgd: bool = True, **attack) -> str:
     """A table caption naming the profile, the data and (if ``pgd``) the attack; ``attack`` overrides
     the profile's eps, steps and restarts."""
@@ -78,6 +91,25 @@ def adversarial_config(arch: str, activation: str, P: dict, lr_min: float, lr_ma
                        batch_size=P["batch_size"], optimizer="sgd", schedule="one_cycle", lr=lr_max,
                        lr_min=lr_min, eps=P["eps"], augment=augment, co_guard=True, on_nonfinite="record",
                        seed=seed, **extra)
+
+
+def resnet_schedule(P: dict) -> dict:
+    """The ResNet20 FGSM training schedule of chapters 5 and 6, from the profile: keyword arguments
+    for ``adversarial_config`` (lr_min, lr_max, SGD momentum, FGSM step)."""
+    return dict(lr_min=P["adv_lr_min"], lr_max=P["adv_lr_max"], momentum=P["adv_momentum"],
+                fgsm_alpha=P["fgsm_alpha"])
+
+
+def schedule_sentence(P: dict) -> str:
+    """The schedule in words, for the prose, saying where it departs from the thesis'."""
+    said = (f"a one-cycle learning rate {P['adv_lr_min']:g} → {P['adv_lr_max']:g} → {P['adv_lr_min']:g} over "
+            f"{P['adv_epochs']} epochs, SGD " + (f"with momentum {P['adv_momentum']:g}" if P["adv_momentum"]
+                                                 else "without momentum"))
+    thesis = (P["adv_lr_min"], P["adv_lr_max"], P["adv_momentum"]) == (0.01, 0.8, 0.0)
+    return said + (", the thesis' own schedule (every published model stores SGD with momentum 0)" if thesis else
+                   f", not the thesis' 0.01 → 0.8 without momentum: that schedule, compressed to {P['adv_epochs']} "
+                   "epochs, overfits ReLU catastrophically (`results/study/README.md`), so this profile uses Wong "
+                   "et al.'s reference schedule (peak 0.2, momentum 0.9)")
 
 
 AT_CHANCE = 0.15  # a clean accuracy below this is within 5 points of CIFAR-10's 10% chance
@@ -276,9 +308,9 @@ def method_comparison(first: dict, second: dict, labels=("FGSM-RS", "N-FGSM"), k
     up = [n for n in names if p_holm[n] <= alpha and tests[n].diff > 0]
     down = [n for n in names if p_holm[n] <= alpha and tests[n].diff < 0]
     same = [n for n in names if p_holm[n] > alpha]
-    parts = ([f"{b} raises robust accuracy over {a} for {', '.join(up)}"] if up else []) + (
-        [f"{b} lowers it for {', '.join(down)}"] if down else []) + (
-        [f"the data cannot separate the two methods for {', '.join(same)}"] if same else [])
+    parts = ([f"robust accuracy is higher with {b} than with {a} for {', '.join(up)}"] if up else []) + (
+        [f"it is lower with {b} for {', '.join(down)}"] if down else []) + (
+        [f"the data cannot separate {b} from {a} for {', '.join(same)}"] if same else [])
     n = len(first[names[0]]["robust_images"])
     sentence = f"On these {n} images, by the paired tests (McNemar, Holm, 5%): " + "; ".join(parts) + "."
     return pd.DataFrame(rows), sentence

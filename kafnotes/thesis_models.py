@@ -235,7 +235,8 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
         raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
     spec = {"model": name, "sha256": checksums()[f"{name}.zip"], "images": records.array_digest(x, y), "n": len(x),
             "eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts, "apgd_steps": apgd_steps,
-            "seed": seed, "precision": keras.config.floatx()}
+            "seed": seed, "precision": keras.config.floatx(),
+            "masks": ["clean", "pgd", "worst", "fgsm", "pgd_predicted"]}  # what the record keeps per image
     path = Path(runs or records.runs_dir()) / "published" / f"{name}-audit-{records.config_key(spec)}.json"
 
     def attack():
@@ -244,16 +245,19 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
         x_pgd, pgd_ok = attacks.pgd(model, x, y, **pgd)
         apgd = art_attacks.autoattack(model, x, y, eps=eps, steps=apgd_steps, seed=seed)
         clean = attacks.predict_labels(model, x) == np.asarray(y)
+        fgsm_ok = attacks.predict_labels(model, attacks.fgsm(model, x, y, eps=eps)[0]) == np.asarray(y)
+        predicted_ok = attacks.pgd(model, x, y, labels="predicted", **pgd)[1]
         return {"spec": spec, "result": {
             "clean": float(clean.mean()),
             # per-image masks ('0'/'1'), for intervals and paired tests (kafnotes.stats)
             "clean_images": evaluation.mask_text(clean), "pgd_images": evaluation.mask_text(pgd_ok),
             "worst_images": evaluation.mask_text(pgd_ok & apgd["robust"]),
+            "fgsm_images": evaluation.mask_text(fgsm_ok), "pgd_predicted_images": evaluation.mask_text(predicted_ok),
             "clean_float16": attacks.clean_accuracy(model_fp16, x, y),
-            "fgsm": float(np.mean(attacks.predict_labels(model, attacks.fgsm(model, x, y, eps=eps)[0]) == y)),
+            "fgsm": float(fgsm_ok.mean()),
             "pgd": float(pgd_ok.mean()),
             "pgd_to_float16": float(np.mean(attacks.predict_labels(model_fp16, x_pgd) == y)),
-            "pgd_predicted": attacks.robust_accuracy(model, x, y, labels="predicted", **pgd),
+            "pgd_predicted": float(predicted_ok.mean()),
             "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
             "worst": float(np.mean(pgd_ok & apgd["robust"])),  # per image: broken by any of the three
             # the checklist attacks with one restart: at restarts=1 it starts from the PGD above

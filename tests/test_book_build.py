@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -20,3 +21,17 @@ def test_the_book_renders_its_formulas_offline(tmp_path):
     assert 'src="../_static/mathjax/tex-chtml.js"' in html
     assert "cdn.jsdelivr" not in html and "mathjax@" not in html
     assert (tmp_path / "_build" / "html" / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
+    # prose pasted from the execution (kafnotes.prose): rendered in place, no role left unrendered
+    chapter = (tmp_path / "_build" / "html" / "book" / "01_activation_functions.html").read_text()
+    assert "{glue" not in chapter and "fit on [−3, 3] is within" in chapter
+    glued = json.loads((ROOT / "book" / "01_activation_functions.ipynb").read_text())
+    texts = [o["data"]["application/papermill.record/text/markdown"] for c in glued["cells"]
+             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})]
+    assert texts and all(html_text(t) in html_text(chapter) for t in texts if "`" not in t)
+
+
+def html_text(text: str) -> str:
+    """Text with tags and entities dropped and spaces squeezed, to find prose inside rendered HTML."""
+    import html
+    import re
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", text)))

@@ -125,8 +125,8 @@ def test_method_comparison_pairs_each_activation_with_itself():
                                                 {"relu": ev(better), "kaf": ev(base)})
     assert list(table["separated"]) == ["yes", "no"]
     assert table.iloc[0]["robust N-FGSM - FGSM-RS (points)"].startswith("+6.0")
-    assert "N-FGSM raises robust accuracy over FGSM-RS for relu" in sentence
-    assert "cannot separate the two methods for kaf" in sentence
+    assert "robust accuracy is higher with N-FGSM than with FGSM-RS for relu" in sentence
+    assert "cannot separate N-FGSM from FGSM-RS for kaf" in sentence
     empty, said = chapter.method_comparison({"relu": ev(base)}, {})
     assert empty.empty and said == "No activation was trained with both FGSM-RS and N-FGSM here."
 
@@ -144,3 +144,15 @@ def test_the_stronger_attack_is_named_only_when_the_paired_test_separates():
     said = chapter.attack_sentence({"direct": direct, "transfer": transfer})
     assert said.startswith("transfer is the stronger attack on these 200 images")
     assert "cannot separate direct from transfer" in chapter.attack_sentence({"direct": direct, "transfer": direct})
+
+
+def test_the_scale_sentence_names_the_profile_and_warns_only_at_smoke():
+    class Data:
+        x_train, x_test = [0] * 500, [0] * 300
+    P = dict(name="smoke", data_label="bundled sample", adv_epochs=2, n_eval=100)
+    said = chapter.scale_sentence(P, Data())
+    assert said.startswith("This run is at the `smoke` profile: 500 training images (bundled sample), 2 epochs, "
+                           "evaluated on 100 test images.")
+    assert "only that the pipeline runs" in said
+    study = chapter.scale_sentence(dict(P, name="study", n_eval=None), Data())
+    assert "evaluated on 300 test images." in study and "pipeline" not in study

@@ -56,7 +56,7 @@ def test_every_chapter_is_parameterized_and_in_the_toc():
 
 # the profile keys that set a chapter's scale: a chapter that reads one must let `-p` override it
 SCALE_KEYS = {"seeds", "epochs", "adv_epochs", "clean_epochs", "norm_steps", "lr_finder_steps", "eps", "pgd_steps",
-              "pgd_restarts", "apgd_steps", "n_eval", "square_queries"}
+              "pgd_restarts", "apgd_steps", "n_eval", "square_queries", "adv_lr_min", "adv_lr_max", "adv_momentum"}
 
 
 def test_a_chapter_passes_its_profile_parameters_to_the_profile():
@@ -80,6 +80,8 @@ def test_a_chapter_passes_its_profile_parameters_to_the_profile():
             read |= {"apgd_steps", "square_queries"}
         if "chapter.adversarial_config(" in code:
             read |= {"adv_epochs", "eps"}
+        if "chapter.resnet_schedule(" in code:
+            read |= {"adv_lr_min", "adv_lr_max", "adv_momentum"}
         missing = read - names
         assert not missing, f"{nb_path.name} reads {sorted(missing)} from its profile but has no parameter for them"
 

@@ -85,6 +85,10 @@ def test_an_audit_is_recorded_and_reused_and_keyed_by_its_attack(sample, tmp_pat
     first = thesis_models.audit("resnet20_relu_ocrob", x, y, **attack)
     assert first["pgd"] <= first["clean"] and first["worst"] <= min(first["pgd"], first["apgd_ce"], first["apgd_dlr"])
     assert set(first["checks"]) and all({"value", "ok"} == set(c) for c in first["checks"].values())
+    # every accuracy the chapter pairs keeps its per-image mask, and the mask gives the accuracy
+    for key in ("clean", "pgd", "worst", "fgsm", "pgd_predicted"):
+        mask = first[f"{key}_images"]
+        assert len(mask) == 8 and mask.count("1") / 8 == pytest.approx(first[key]), key
     (record,) = (tmp_path / "published").glob("*.json")
     # the second call reads the record: mark it and see the mark come back
     data = json.loads(record.read_text())

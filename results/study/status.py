@@ -2,7 +2,7 @@
 
     python results/study/status.py
 
-Each run: its status, epochs, the note chapter 5 would print, clean and PGD-20 accuracy on the
+Each run: its status, epochs, its schedule, the note chapter 5 would print, clean and PGD-20 accuracy on the
 test images with 95% Wilson intervals, and the compute it took (training and evaluation).
 """
 
@@ -24,7 +24,12 @@ def main():
         pgd = next((e for e in evals if e.get("attack", {}).get("steps") == 20 and "loss" not in e["attack"]), None)
         seconds = sum(record.get("seconds_per_epoch", [])) + sum(e.get("seconds", 0) for e in evals)
         hours += seconds / 3600
-        line = f"{run.name:45s} {record['status']:9s} {len(record['history'])} epochs  {seconds / 60:6.0f} min"
+        c = record["config"]
+        step = "1.25 eps" if c["fgsm_alpha"] is None and c["method"] == "fgsm_rs" else (
+            "eps" if c["fgsm_alpha"] is None else f"{c['fgsm_alpha'] * 255:g}/255")
+        schedule = f"lr {c['lr_min']:g}->{c['lr']:g}, momentum {c['momentum']:g}, step {step}"
+        line = (f"{run.name:45s} {record['status']:9s} {len(record['history'])} epochs  {seconds / 60:4.0f} min"
+                f"  {schedule:38s}")
         if pgd:
             line += (f"  clean {stats.wilson(pgd['clean_images'])}  PGD-20 {stats.wilson(pgd['robust_images'])}"
                      f" on {len(pgd['robust_images'])}")
