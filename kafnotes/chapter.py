@@ -9,7 +9,7 @@ from . import data, settings
 from . import stats
 from .evaluation import (eval_subset, evaluate, standard_autoattack, stronger_attacks,  # noqa: F401  (chapters
                          worst_case, worst_mask)                                     # call them here)
-from .profiles import get_profile
+from .profiles import THESIS_SCHEDULE, get_profile
 
 
 def start(profile: str = "smoke", seed: int = 0, **overrides):
@@ -105,11 +105,12 @@ def schedule_sentence(P: dict) -> str:
     said = (f"a one-cycle learning rate {P['adv_lr_min']:g} → {P['adv_lr_max']:g} → {P['adv_lr_min']:g} over "
             f"{P['adv_epochs']} epochs, SGD " + (f"with momentum {P['adv_momentum']:g}" if P["adv_momentum"]
                                                  else "without momentum"))
-    thesis = (P["adv_lr_min"], P["adv_lr_max"], P["adv_momentum"]) == (0.01, 0.8, 0.0)
-    return said + (", the thesis' own schedule (every published model stores SGD with momentum 0)" if thesis else
-                   f", not the thesis' 0.01 → 0.8 without momentum: that schedule, compressed to {P['adv_epochs']} "
-                   "epochs, overfits ReLU catastrophically (`results/study/README.md`), so this profile uses Wong "
-                   "et al.'s reference schedule (peak 0.2, momentum 0.9)")
+    thesis = THESIS_SCHEDULE
+    if all(P[key] == value for key, value in thesis.items()):
+        return said + ", the thesis' own schedule (every published model stores SGD with momentum 0)"
+    return said + (f", not the thesis' {thesis['adv_lr_min']:g} → {thesis['adv_lr_max']:g} without momentum: that "
+                   f"schedule, compressed to {P['adv_epochs']} epochs, overfits ReLU catastrophically "
+                   "(`results/study/README.md`), so this profile uses Wong et al.'s reference schedule")
 
 
 AT_CHANCE = 0.15  # a clean accuracy below this is within 5 points of CIFAR-10's 10% chance

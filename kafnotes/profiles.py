@@ -11,13 +11,13 @@ import copy
 # and 6 (one cycle lr_min -> lr_max -> lr_min, SGD momentum, FGSM step; None: 1.25 eps). The thesis'
 # own (0.01 -> 0.8, no momentum) everywhere but at study: compressed to 6 epochs it overfits ReLU
 # catastrophically (results/study/README.md), so study uses Wong et al.'s reference schedule instead.
-_THESIS_SCHEDULE = dict(adv_lr_min=0.01, adv_lr_max=0.8, adv_momentum=0.0, fgsm_alpha=None)
+THESIS_SCHEDULE = dict(adv_lr_min=0.01, adv_lr_max=0.8, adv_momentum=0.0, fgsm_alpha=None)
 _REFERENCE_SCHEDULE = dict(adv_lr_min=0.0, adv_lr_max=0.2, adv_momentum=0.9, fgsm_alpha=None)
 
 # apgd_steps: APGD iterations (chapters 6 and 7). Croce and Hein's 100 at full scale; at cpu the same
 # budget as PGD, since ART's APGD costs about 2x a PGD step and would dominate those chapters.
 _EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, apgd_steps=10, n_eval=100,
-                   aa_n=50, square_queries=100, square_n=None, **_THESIS_SCHEDULE)
+                   aa_n=50, square_queries=100, square_n=None, **THESIS_SCHEDULE)
 
 # Standard AutoAttack (kafnotes.autoattack; chapters 6 and 7): APGD-CE and APGD-T (9 targets) with
 # apgd_steps iterations on the first aa_n evaluation images (all when None), then Square with
@@ -42,7 +42,7 @@ PROFILES: dict[str, dict] = {
         dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, n_eval=500,
-        aa_n=None, square_queries=1000, square_n=None, **_THESIS_SCHEDULE),
+        aa_n=None, square_queries=1000, square_n=None, **THESIS_SCHEDULE),
     # The published edition: the largest scale that 2 CPU cores afford, about 24 hours for the whole book
     # (README, "The study edition"). All training images; all test images (the stand-in's 2,000, or
     # real CIFAR-10's 10,000). Its records are committed in results/study/runs, so `kafnotes book`
@@ -58,7 +58,7 @@ PROFILES: dict[str, dict] = {
         dtype="float32", seeds=3, data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=150, lr_finder_steps=400,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, n_eval=None,
-        aa_n=None, square_queries=5000, square_n=None, **_THESIS_SCHEDULE),
+        aa_n=None, square_queries=5000, square_n=None, **THESIS_SCHEDULE),
 }
 
 

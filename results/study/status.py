@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kafnotes import chapter, stats  # noqa: E402
+from kafnotes.training import TrainConfig  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "runs"
 
@@ -25,9 +26,8 @@ def main():
         seconds = sum(record.get("seconds_per_epoch", [])) + sum(e.get("seconds", 0) for e in evals)
         hours += seconds / 3600
         c = record["config"]
-        step = "1.25 eps" if c["fgsm_alpha"] is None and c["method"] == "fgsm_rs" else (
-            "eps" if c["fgsm_alpha"] is None else f"{c['fgsm_alpha'] * 255:g}/255")
-        schedule = f"lr {c['lr_min']:g}->{c['lr']:g}, momentum {c['momentum']:g}, step {step}"
+        step = TrainConfig(**c).step_size / c["eps"]  # the config's own default when fgsm_alpha is None
+        schedule = f"lr {c['lr_min']:g}->{c['lr']:g}, momentum {c['momentum']:g}, step {step:g} eps"
         line = (f"{run.name:45s} {record['status']:9s} {len(record['history'])} epochs  {seconds / 60:4.0f} min"
                 f"  {schedule:38s}")
         if pgd:
