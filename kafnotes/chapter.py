@@ -8,7 +8,7 @@ import pandas as pd
 from . import data, settings
 from . import stats
 from .evaluation import (eval_subset, evaluate, standard_autoattack, stronger_attacks,  # noqa: F401  (chapters
-                         worst_case, worst_mask)                                     # call them here)
+                         transfer, worst_case, worst_mask)                           # call them here)
 from .profiles import THESIS_SCHEDULE, get_profile
 
 
@@ -28,15 +28,17 @@ def start(profile: str = "smoke", seed: int = 0, **overrides):
     return P, cifar
 
 
-def scale_sentence(P: dict, cifar, epochs: str = "adv_epochs") -> str:
+def scale_sentence(P: dict, cifar, epochs: str = "adv_epochs", markdown: bool = True) -> str:
     """What scale this execution ran at, for the chapter's "What came out" prose: the profile, the
-    data, the epochs and the evaluation; at ``smoke`` also that its numbers only show the pipeline runs."""
+    data, the epochs and the evaluation; at ``smoke`` also that its numbers only show the pipeline runs.
+    ``markdown=False``: no code marks, for pasting as plain text into another page."""
     n_eval = P["n_eval"] or len(cifar.x_test)
-    said = (f"This run is at the `{P['name']}` profile: {len(cifar.x_train)} training images "
+    mark = "`" if markdown else ""
+    said = (f"This run is at the {mark}{P['name']}{mark} profile: {len(cifar.x_train)} training images "
             f"({P['data_label']}), {P[epochs]} epochs, evaluated on {min(n_eval, len(cifar.x_test))} test images")
     if P["name"] == "smoke":
         said += (". At this scale the models are barely trained, and the numbers show only that the pipeline runs "
-                 "end to end; the `study` edition of the book shows the same cells at the largest scale 2 CPU "
+                 f"end to end; the {mark}study{mark} edition of the book shows the same cells at the largest scale 2 CPU "
                  "cores afford")
     return said + "."
 
@@ -91,6 +93,14 @@ def adversarial_config(arch: str, activation: str, P: dict, lr_min: float, lr_ma
                        batch_size=P["batch_size"], optimizer="sgd", schedule="one_cycle", lr=lr_max,
                        lr_min=lr_min, eps=P["eps"], augment=augment, co_guard=True, on_nonfinite="record",
                        seed=seed, **extra)
+
+
+def resnet20_config(activation: str, P: dict, seed: int = 0, variant: str = "thesis", method: str = "fgsm_rs"):
+    """Chapter 5's ResNet20 recipe for ``activation``: ``adversarial_config`` with augmentation, the
+    profile's schedule (``resnet_schedule``) and the ResNet block ``variant``. The closing chapter asks
+    for the same configs, so it reads chapter 5's records instead of training again."""
+    return adversarial_config("resnet20", activation, P, augment=True, **resnet_schedule(P),
+                              arch_options=dict(variant=variant), seed=seed, method=method)
 
 
 def resnet_schedule(P: dict) -> dict:

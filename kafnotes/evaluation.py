@@ -31,13 +31,29 @@ def _evaluate(run, x, y, spec, attack) -> dict:
             "clean_images": mask_text(clean), "robust_images": mask_text(robust)}
 
 
+def transfer(source, target, P: dict, cifar) -> dict:
+    """PGD examples made on ``source``'s gradients, fed to ``target`` (a transfer attack, chapter 6's
+    check for gradient masking), on the profile's evaluation subset; recorded beside ``target``."""
+    x, y = eval_subset(P, cifar)
+    spec = {"eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"], "restarts": P["pgd_restarts"],
+            "n": len(x), "transfer_from": source.path.name}
+
+    def attack():
+        x_adv, _ = attacks.pgd(source.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
+                               restarts=spec["restarts"])
+        robust = attacks.predict_labels(target.model, x_adv) == y
+        return {"attack": spec, "robust": float(robust.mean()), "robust_images": mask_text(robust)}
+
+    return records.reuse_or_record(target.path / f"eval-{records.config_key(spec)}.json", attack)
+
+
 def stronger_attacks(run, P: dict, cifar) -> dict:
-    """APGD-CE/DLR (ART, ``P["apgd_steps"]`` iterations) and the sanity checklist of ``run`` on the
+    """APGD-CE/DLR (ART, ``P["diagnostic_apgd_steps"]`` iterations) and the sanity checklist of ``run`` on the
     profile's evaluation subset, recorded like ``evaluate``: a rebuilt chapter 6 does not attack again."""
     from . import art_attacks
     x, y = eval_subset(P, cifar)
     spec = {"attacks": "apgd+checklist", "eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"],
-            "apgd_steps": P["apgd_steps"], "n": len(x), "seed": P.get("seed", 0)}
+            "apgd_steps": P["diagnostic_apgd_steps"], "n": len(x), "seed": P.get("seed", 0)}
 
     def attack():
         apgd = art_attacks.autoattack(run.model, x, y, eps=spec["eps"], steps=spec["apgd_steps"], seed=spec["seed"])

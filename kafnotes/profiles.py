@@ -14,9 +14,14 @@ import copy
 THESIS_SCHEDULE = dict(adv_lr_min=0.01, adv_lr_max=0.8, adv_momentum=0.0, fgsm_alpha=None)
 _REFERENCE_SCHEDULE = dict(adv_lr_min=0.0, adv_lr_max=0.2, adv_momentum=0.9, fgsm_alpha=None)
 
-# apgd_steps: APGD iterations (chapters 6 and 7). Croce and Hein's 100 at full scale; at cpu the same
-# budget as PGD, since ART's APGD costs about 2x a PGD step and would dominate those chapters.
-_EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, apgd_steps=10, n_eval=100,
+# apgd_steps: AutoAttack's APGD iterations (chapters 6 and 7). Croce and Hein's 100 at full scale; at cpu
+# the same budget as PGD, since ART's APGD costs about 2x a PGD step and would dominate those chapters.
+# diagnostic_apgd_steps: the iterations of the diagnostics beside it (ART's APGD-CE and APGD-DLR on every
+# evaluation image: chapter 6's stronger attacks, chapter 7's audit). At study, 100 would cost about
+# 1.5 h per model on 2 cores (21 models); AutoAttack's own APGD-CE runs 100 there, so the diagnostics
+# run PGD's budget, 20, as at cpu.
+_EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, apgd_steps=10, diagnostic_apgd_steps=10,
+                  n_eval=100,
                    aa_n=50, square_queries=100, square_n=None, **THESIS_SCHEDULE)
 
 # Standard AutoAttack (kafnotes.autoattack; chapters 6 and 7): APGD-CE and APGD-T (9 targets) with
@@ -41,7 +46,7 @@ PROFILES: dict[str, dict] = {
         description="a 5000 / 1000-image subset, each chapter within about an hour on a 2-core laptop",
         dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
-        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, n_eval=500,
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, diagnostic_apgd_steps=20, n_eval=500,
         aa_n=None, square_queries=1000, square_n=None, **THESIS_SCHEDULE),
     # The published edition: the largest scale that 2 CPU cores afford, about 24 hours for the whole book
     # (README, "The study edition"). All training images; all test images (the stand-in's 2,000, or
@@ -51,13 +56,13 @@ PROFILES: dict[str, dict] = {
         description="all training and test images; the largest scale 2 CPU cores afford (about 24 h in all)",
         dtype="float32", seeds=1, data="auto", n_train=None, n_test=None, batch_size=128, epochs=10, adv_epochs=6,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=10, lr_finder_steps=200,
-        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=100, n_eval=None,
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=100, diagnostic_apgd_steps=20, n_eval=None,
         aa_n=500, square_queries=1000, square_n=500, **_REFERENCE_SCHEDULE),
     "full": dict(
         description="the thesis' scale: full CIFAR-10, the thesis' epochs, PGD-50-10 on the whole test set (GPU)",
         dtype="float32", seeds=3, data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=150, lr_finder_steps=400,
-        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, n_eval=None,
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, diagnostic_apgd_steps=100, n_eval=None,
         aa_n=None, square_queries=5000, square_n=None, **THESIS_SCHEDULE),
 }
 

@@ -268,6 +268,43 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
     return records.reuse_or_record(path, attack)["result"]
 
 
+def selection(P: dict) -> list[str]:
+    """The published models a chapter audits at profile ``P``: two at ``smoke``, all 13 otherwise."""
+    return ["resnet20_relu_ocrob", "resnet20_kaf_ocrob_lrfinder"] if P["name"] == "smoke" else list(PUBLISHED)
+
+
+def audit_at(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
+    """``audit`` with profile ``P``'s attack (eps, PGD step, steps, restarts, the diagnostics' APGD
+    iterations, seed): chapter 7 and the closing chapter ask for the same record this way."""
+    return audit(name, x, y, eps=P["eps"], alpha=P["pgd_alpha"], steps=P["pgd_steps"], restarts=P["pgd_restarts"],
+                 apgd_steps=P["diagnostic_apgd_steps"], seed=P["seed"], rebuilt=rebuilt, runs=runs)
+
+
+def as_published_at(name: str, x, y, P: dict, runs=None) -> dict:
+    """``attack_as_published`` with profile ``P``'s PGD (eps, step, steps, seed)."""
+    return attack_as_published(name, x, y, eps=P["eps"], alpha=P["pgd_alpha"], steps=P["pgd_steps"],
+                               seed=P["seed"], runs=runs)
+
+
+def pgd(name: str, x, y, eps: float, alpha: float, steps: int, restarts: int = 1, seed: int = 0, rebuilt=None,
+        runs=None) -> dict:
+    """PGD on the true labels against published model ``name``'s float rebuild (``rebuilt`` if already
+    made): ``robust`` and ``robust_images``, recorded beside its audit (chapter 7's step and eps curves)."""
+    if name not in PUBLISHED:
+        raise ThesisModelError(f"unknown published model {name!r}; choose one of {', '.join(PUBLISHED)}")
+    spec = {"model": name, "sha256": checksums()[f"{name}.zip"], "images": records.array_digest(x, y), "n": len(x),
+            "eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts, "seed": seed, "attack": "pgd",
+            "precision": keras.config.floatx()}
+    path = Path(runs or records.runs_dir()) / "published" / f"{name}-pgd-{records.config_key(spec)}.json"
+
+    def attack():
+        _, robust = attacks.pgd(rebuilt or rebuild(name)[0], x, y, eps=eps, alpha=alpha, steps=steps,
+                                restarts=restarts, seed=seed)
+        return {"spec": spec, "robust": float(robust.mean()), "robust_images": evaluation.mask_text(robust)}
+
+    return records.reuse_or_record(path, attack)
+
+
 def autoattack(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
     """Standard AutoAttack (``kafnotes.autoattack``, sized by profile ``P``) on published model
     ``name``'s float rebuild, recorded beside its audit and reused when asked again."""

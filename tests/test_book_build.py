@@ -28,6 +28,12 @@ def test_the_book_renders_its_formulas_offline(tmp_path):
     texts = [o["data"]["application/papermill.record/text/markdown"] for c in glued["cells"]
              for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})]
     assert texts and all(html_text(t) in html_text(chapter) for t in texts if "`" not in t)
+    # the intro's first screen pastes the closing chapter's findings from its stored execution
+    closing = json.loads((ROOT / "book" / "08_conclusions.ipynb").read_text())
+    findings = {o["metadata"]["scrapbook"]["name"]: o["data"]["application/papermill.record/text/plain"]
+                for c in closing["cells"] for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+    assert "{glue" not in html and html_text(findings["claim"]) in html_text(html)
+    assert html_text(findings["published"]) in html_text(html)
 
 
 def html_text(text: str) -> str:

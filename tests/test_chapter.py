@@ -156,3 +156,5 @@ def test_the_scale_sentence_names_the_profile_and_warns_only_at_smoke():
     assert "only that the pipeline runs" in said
     study = chapter.scale_sentence(dict(P, name="study", n_eval=None), Data())
     assert "evaluated on 300 test images." in study and "pipeline" not in study
+    plain = chapter.scale_sentence(P, Data(), markdown=False)  # pasted as text into another page
+    assert "`" not in plain and plain == said.replace("`", "")

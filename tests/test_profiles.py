@@ -23,5 +23,8 @@ def test_every_profile_sets_every_key():
     keys = [set(p) for p in PROFILES.values()]
     assert all(k == keys[0] for k in keys), "a key set in one profile must be set in all"
     assert get_profile("full")["apgd_steps"] == 100  # Croce and Hein's APGD budget at the thesis' scale
+    # the diagnostics' APGD-CE/DLR on every image: AutoAttack's budget where it is affordable, PGD's at study
+    assert [get_profile(n)["diagnostic_apgd_steps"] for n in ("smoke", "cpu", "study", "full")] == [10, 20, 20, 100]
+    assert all(get_profile(n)["diagnostic_apgd_steps"] == get_profile(n)["apgd_steps"] for n in ("smoke", "cpu", "full"))
     study = get_profile("study")  # the published edition: every training and test image
     assert study["n_train"] is None and study["n_test"] is None and study["n_eval"] is None

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,26 @@ def test_every_pasted_name_was_glued_by_the_stored_execution(path):
     assert set(glued) <= pasted, f"glued but never pasted: {sorted(set(glued) - pasted)}"
     for name, data in glued.items():
         assert data[prose.RECORD_PREFIX + "text/markdown"].strip(), name
+
+
+def test_the_intro_pastes_only_what_the_closing_chapter_glued():
+    """The intro's first screen pastes the closing chapter's sentences as text (``doc::name:s``): each
+    exists in that notebook's stored execution, as plain text a reader can read without Markdown."""
+    intro = (BOOK / "intro.md").read_text()
+    pastes = re.findall(r"\{glue:text\}`([^`:]+)::([A-Za-z0-9_]+):s`", intro)
+    assert pastes, "the intro pastes no finding"
+    for doc, name in pastes:
+        glued = _glued(json.loads((BOOK / doc).read_text()))
+        assert name in glued, f"{doc} glues no {name!r}"
+        assert "`" not in glued[name][prose.RECORD_PREFIX + "text/plain"], f"{name} has Markdown code marks"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in BOOK.glob("0*.ipynb") if not p.name.endswith(".refresh.ipynb")),
+                         ids=lambda p: p.stem)
+def test_a_cell_that_glues_prose_is_hidden_whole(path):
+    """A prose cell's last ``say`` also returns its text, which would render as a stray quoted string
+    under the hidden input; ``remove-cell`` hides that output too (myst-nb still reads the glue)."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "prose.say(" in "".join(cell["source"]):
+            assert "remove-cell" in cell["metadata"].get("tags", []), "".join(cell["source"])[:80]

@@ -157,3 +157,21 @@ def test_records_only_mode_refuses_to_train_or_attack_and_says_how_to_fix_it(run
     assert training.train(config, cifar, runs=runs, verbose=False).reused  # a finished run is read back
     with pytest.raises(records.MissingRecord, match="eval-"):
         evaluation.evaluate(run, P, cifar)
+
+
+def test_a_transfer_attack_is_recorded_beside_its_target_and_matches_the_attack_it_replaces(runs, monkeypatch):
+    from kafnotes import attacks
+    cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+    config = lambda act: TrainConfig(arch="light_cnn", activation=act, method="standard", optimizer="adam",
+                                     schedule="constant", lr=3e-3, epochs=1, batch_size=50, eval_images=40)
+    source, target = (training.train(config(a), cifar, runs=runs, verbose=False) for a in ("relu", "elu"))
+    P = get_profile("smoke", n_eval=40, pgd_steps=2)
+    first = evaluation.transfer(source, target, P, cifar)
+    x, y = evaluation.eval_subset(P, cifar)
+    x_adv, _ = attacks.pgd(source.model, x, y, eps=P["eps"], alpha=P["pgd_alpha"], steps=2, restarts=1)
+    assert first["robust_images"] == evaluation.mask_text(attacks.predict_labels(target.model, x_adv) == y)
+    assert first["attack"]["transfer_from"] == source.path.name and list(target.path.glob("eval-*.json"))
+    monkeypatch.setenv(records.ENV_RECORDS_ONLY, "1")
+    assert evaluation.transfer(source, target, P, cifar) == first  # read back, not attacked again
+    with pytest.raises(records.MissingRecord):
+        evaluation.transfer(target, source, P, cifar)  # the other direction is another record

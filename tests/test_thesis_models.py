@@ -112,3 +112,17 @@ def test_a_saved_model_is_attacked_as_published_or_says_why_it_cannot_be(sample,
                                            zip(np.argmax(saved(x).numpy(), -1), y))  # the saved graph's own labels
     swish = thesis_models.attack_as_published("resnet20_swish_ocrob_lrf", x, y, steps=2, runs=tmp_path)
     assert "No gradient defined" in swish["error"] and "robust_images" not in swish  # its custom gradient was not saved
+
+
+def test_a_published_models_pgd_is_recorded_and_equals_the_attack_it_replaces(sample, tmp_path, monkeypatch):
+    from kafnotes import attacks, records
+    x, y = sample.x_test[:8], sample.y_test[:8]
+    model = thesis_models.rebuild("resnet20_relu_ocrob")[0]
+    attack = dict(eps=4 / 255, alpha=1 / 255, steps=2)
+    first = thesis_models.pgd("resnet20_relu_ocrob", x, y, rebuilt=model, runs=tmp_path, **attack)
+    _, robust = attacks.pgd(model, x, y, restarts=1, seed=0, **attack)
+    assert first["robust_images"] == "".join("1" if r else "0" for r in robust)
+    monkeypatch.setenv(records.ENV_RECORDS_ONLY, "1")
+    assert thesis_models.pgd("resnet20_relu_ocrob", x, y, runs=tmp_path, **attack) == first  # no model needed
+    with pytest.raises(records.MissingRecord):
+        thesis_models.pgd("resnet20_relu_ocrob", x, y, runs=tmp_path, **{**attack, "steps": 3})
