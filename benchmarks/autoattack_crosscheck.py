@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kafnotes import autoattack, data, settings, thesis_models, training  # noqa: E402
+from kafnotes import autoattack, data, records, settings, stats, thesis_models, training  # noqa: E402
 
 STANDARD = dict(steps=100, targets=9, square_queries=5000)
 QUICK = dict(steps=5, targets=2, square_queries=20)
@@ -90,10 +90,13 @@ def reference(model, x, y, eps, sizes, seed=0, batch_size=100):
     adversary.logger.setLevel(logging.DEBUG)
     adversary.logger.propagate = False
     x_pt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    x_adv, _ = adversary.run_standard_evaluation(x_pt, torch.from_numpy(y.astype(np.int64)), batch_size=batch_size)
+    try:
+        x_adv, _ = adversary.run_standard_evaluation(x_pt, torch.from_numpy(y.astype(np.int64)), batch_size=batch_size)
+    finally:  # the reference's logger outlives the adversary: a handler left on it would log the next model too
+        adversary.logger.removeHandler(log)
     logits = model(np.ascontiguousarray(x_adv.numpy().transpose(0, 2, 3, 1)), training=False)
     robust = np.argmax(np.asarray(logits), -1) == y
-    return {"stages": log.stages, "final": float(robust.mean()), "robust": robust}
+    return {"stages": dict(log.stages), "final": float(robust.mean()), "robust": robust}
 
 
 def book_model(run_dir: Path):
@@ -123,25 +126,41 @@ def main():
     if args.book_run:
         models[f"book: {args.book_run.name}"] = lambda: book_model(args.book_run)
     print(f"{len(x)} images of {cifar.source}; eps 8/255; sizes {sizes}", flush=True)
-    results = {}
+    results = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+    bits = lambda mask: "".join("1" if r else "0" for r in mask)
     for name, build in models.items():
+        done = results.get(name, {})
+        if "reference_final" in done:  # resumed: this model finished in an earlier run
+            print(f"\n{name}: already in {args.out}", flush=True)
+            continue
         model = build()
-        t0 = time.perf_counter()
-        ours = autoattack.run(model, x, y, eps=eps, **sizes)
+        if "ours" in done:  # resumed between the two ensembles: ours finished and was written
+            ours = {"accuracy": done["ours"], "robust": np.array([c == "1" for c in done["ours_robust_images"]])}
+        else:
+            t0 = time.perf_counter()
+            ours = autoattack.run(model, x, y, eps=eps, **sizes)
+            done = {"n": len(x), "ours": ours["accuracy"], "ours_seconds": time.perf_counter() - t0,
+                    "ours_robust_images": bits(ours["robust"])}
+            results[name] = done
+            if args.out:  # atomically, after each ensemble: an interrupted run keeps what it finished
+                records.write_json(args.out, results)
         t1 = time.perf_counter()
         ref = reference(model, x, y, eps, sizes)
-        t2 = time.perf_counter()
         gap = 100 * (ours["accuracy"]["square"] - ref["final"])
         both = int(np.sum(ours["robust"] == ref["robust"]))
-        results[name] = {"ours": ours["accuracy"], "ours_seconds": t1 - t0, "reference": ref["stages"],
-                         "reference_final": ref["final"], "reference_seconds": t2 - t1, "gap_points": gap,
-                         "same_verdict_images": both, "n": len(x)}
+        test = stats.paired(ours["robust"], ref["robust"])  # same images: McNemar on the discordant ones
+        done.update({"reference": ref["stages"], "reference_final": ref["final"],
+                     "reference_seconds": time.perf_counter() - t1, "gap_points": gap,
+                     "gap_interval": [100 * test.low, 100 * test.high], "mcnemar_p": test.p_value,
+                     "same_verdict_images": both, "reference_robust_images": bits(ref["robust"])})
         print(f"\n{name}\n  ours (ART, no FAB-T): " + ", ".join(f"{k} {100 * v:.1f}" for k, v in ours["accuracy"].items())
-              + f"  [{t1 - t0:.0f} s]\n  reference standard:  " + ", ".join(f"{k} {100 * v:.1f}" for k, v in ref["stages"].items())
-              + f"; final {100 * ref['final']:.1f}  [{t2 - t1:.0f} s]\n  ours - reference: {gap:+.1f} points "
-              f"({'within' if abs(gap) <= 1.5 else 'OUTSIDE'} 1.5); same verdict on {both}/{len(x)} images", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+              + f"  [{done['ours_seconds']:.0f} s]\n  reference standard:  "
+              + ", ".join(f"{k} {100 * v:.1f}" for k, v in ref["stages"].items())
+              + f"; final {100 * ref['final']:.1f}  [{done['reference_seconds']:.0f} s]\n  ours - reference: {gap:+.1f} points "
+              f"({'within' if abs(gap) <= 1.5 else 'OUTSIDE'} 1.5; 95% interval {stats.format_diff(test)}, McNemar p "
+              f"{test.p_value:.2g}); same verdict on {both}/{len(x)} images", flush=True)
+        if args.out:
+            records.write_json(args.out, results)
 
 
 if __name__ == "__main__":

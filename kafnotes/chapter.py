@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import pandas as pd
 
-from . import data, settings
+from . import data, prose, settings
 from . import stats
 from .evaluation import (eval_subset, evaluate, standard_autoattack, stronger_attacks,  # noqa: F401  (chapters
                          transfer, worst_case, worst_mask)                           # call them here)
@@ -101,6 +101,24 @@ def resnet20_config(activation: str, P: dict, seed: int = 0, variant: str = "the
     for the same configs, so it reads chapter 5's records instead of training again."""
     return adversarial_config("resnet20", activation, P, augment=True, **resnet_schedule(P),
                               arch_options=dict(variant=variant), seed=seed, method=method)
+
+
+def seeds_of(P: dict, activation: str, seed: int = 0) -> range:
+    """The seeds chapters 3 and 5 train ``activation`` with: the profile's ``seeds``, or more where
+    ``seeds_for`` gives it more (the activations a conclusion turns on)."""
+    return range(seed, seed + max(P["seeds"], P["seeds_for"].get(activation, 0)))
+
+
+def seeds_said(P: dict, activations) -> str:
+    """'1 seed(s)', or '1 seed, 2 for relu and kaf' where ``seeds_for`` gives some activations more."""
+    more = {a: len(seeds_of(P, a)) for a in activations if len(seeds_of(P, a)) != P["seeds"]}
+    if not more:
+        return f"{P['seeds']} seed(s)"
+    by_count = {}
+    for a, n in more.items():
+        by_count.setdefault(n, []).append(a)
+    return f"{P['seeds']} seed{'s' if P['seeds'] > 1 else ''}, " + ", ".join(
+        f"{n} for {prose.listing(acts)}" for n, acts in sorted(by_count.items()))
 
 
 def resnet_schedule(P: dict) -> dict:

@@ -35,7 +35,7 @@ def retrained(P: dict, cifar, activations, seed: int = 0, variant: str = "thesis
     """Chapter 5's PGD evaluation records, a list over seeds per activation, read from its records."""
     evals = {}
     for act in activations:
-        for s in range(seed, seed + P["seeds"]):
+        for s in chapter.seeds_of(P, act, seed):
             run = training.train(chapter.resnet20_config(act, P, seed=s, variant=variant), cifar, verbose=False)
             evals.setdefault(act, []).append(chapter.evaluate(run, P, cifar))
     return evals
@@ -44,8 +44,9 @@ def retrained(P: dict, cifar, activations, seed: int = 0, variant: str = "thesis
 def retrained_sentence(evals: dict, P: dict, kaf: str = "kaf") -> str:
     """KAF against ReLU, both retrained (pooled over seeds), and what the paired tests separate."""
     masks = {name: stats.pooled([e["robust_images"] for e in evs]) for name, evs in evals.items()}
-    test = stats.paired(masks[kaf], masks[BASELINE])
-    seeds = len(evals[BASELINE])
+    common = min(len(evals[kaf]), len(evals[BASELINE]))  # seed s against seed s
+    test = stats.paired(*(stats.pooled([e["robust_images"] for e in evals[a][:common]]) for a in (kaf, BASELINE)))
+    seeds = common
     said = (f"Retrained here ({seeds} seed{'s' if seeds > 1 else ''} each, PGD-{P['pgd_steps']} on the true labels), "
             f"{kaf} scores {stats.wilson(masks[kaf])} and {BASELINE} {stats.wilson(masks[BASELINE])}: "
             f"{kaf} minus {BASELINE} is {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g}).")

@@ -149,19 +149,23 @@ def against_baseline(masks: Mapping[str, object], baseline: str, alpha: float = 
     """Each entry of ``masks`` (one mask, or a list of per-seed masks) against ``baseline``.
 
     Returns a DataFrame, one row per name: accuracy with its Wilson interval (pooled over seeds),
-    the paired difference from the baseline with its interval, McNemar's p-value, its Holm-adjusted
+    the paired difference from the baseline with its interval (over the seeds both have: seed s of
+    one against seed s of the other), McNemar's p-value, its Holm-adjusted
     value over the k comparisons, and ``significant`` (adjusted p <= alpha).
     """
     import pandas as pd
     if baseline not in masks:
         raise KeyError(f"baseline {baseline!r} is not among the masks ({', '.join(masks)})")
-    flat = {k: pooled(v) if _is_seed_list(v) else as_mask(v, k) for k, v in masks.items()}
+    per_seed = {k: list(v) if _is_seed_list(v) else [v] for k, v in masks.items()}
+    flat = {k: pooled(v) for k, v in per_seed.items()}
     rows = []
     for name, m in flat.items():
         acc = wilson(m)
         row = {"name": name, "acc": acc.value, "low": acc.low, "high": acc.high, "n": acc.n}
         if name != baseline:
-            test = paired(m, flat[baseline])
+            # seed s against seed s: a seed only one side has pairs with nothing, so it stays out of the test
+            common = min(len(per_seed[name]), len(per_seed[baseline]))
+            test = paired(pooled(per_seed[name][:common]), pooled(per_seed[baseline][:common]))
             row.update(diff=test.diff, diff_low=test.low, diff_high=test.high, p=test.p_value)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("name")

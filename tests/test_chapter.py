@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
 from kafnotes import chapter
+from kafnotes.profiles import get_profile
 
 
 def _record(losses, diverged=False, early=None):
@@ -158,3 +159,12 @@ def test_the_scale_sentence_names_the_profile_and_warns_only_at_smoke():
     assert "evaluated on 300 test images." in study and "pipeline" not in study
     plain = chapter.scale_sentence(P, Data(), markdown=False)  # pasted as text into another page
     assert "`" not in plain and plain == said.replace("`", "")
+
+
+def test_seeds_for_gives_the_activations_a_conclusion_turns_on_more_seeds():
+    P = get_profile("smoke", seeds=1)
+    P["seeds_for"] = {"relu": 2, "kaf": 3}
+    assert list(chapter.seeds_of(P, "relu", seed=5)) == [5, 6] and list(chapter.seeds_of(P, "elu")) == [0]
+    assert chapter.seeds_said(P, ["relu", "elu", "kaf"]) == "1 seed, 2 for relu, 3 for kaf"
+    assert chapter.seeds_said(P, ["elu"]) == "1 seed(s)"
+    assert list(chapter.seeds_of(get_profile("smoke", seeds=4), "relu")) == [0, 1, 2, 3]  # -p seeds wins when larger

@@ -144,3 +144,17 @@ def test_rate_below_matches_a_brute_force_hypergeometric_sum():
     assert stats.rate_below(20, 128, 20, 128) > 0.5
     with pytest.raises(ValueError, match="between 0 and its total"):
         stats.rate_below(130, 128, 20, 128)
+
+
+def test_a_seed_only_one_side_has_stays_out_of_the_paired_test():
+    """The baseline trained with two seeds, the other model with one: the test pairs seed 0 with seed 0
+    (the baseline's second seed has no partner), while each accuracy pools all its own seeds."""
+    rng = np.random.default_rng(3)
+    base0, base1 = rng.random(400) < 0.3, rng.random(400) < 0.9
+    other = base0.copy()
+    other[np.flatnonzero(~base0)[:30]] = True  # 30 more images than seed 0 of the baseline, none fewer
+    table = stats.against_baseline({"relu": [base0, base1], "kaf": [other]}, "relu")
+    expected = stats.paired(other, base0)
+    assert table.loc["kaf", "diff"] == pytest.approx(expected.diff) and table.loc["kaf", "p"] == pytest.approx(expected.p_value)
+    assert table.loc["relu", "acc"] == pytest.approx(np.concatenate([base0, base1]).mean())
+    assert table.loc["relu", "n"] == 800 and table.loc["kaf", "n"] == 400

@@ -14,19 +14,18 @@ export KAFNOTES_CIFAR10="${KAFNOTES_CIFAR10:-$(realpath ../shared/data/cifar10-j
 kafnotes=.venv/bin/kafnotes
 step() { echo "== $(date -u +%FT%TZ) kafnotes run $*"; "$kafnotes" run "$@" --profile study --jobs 1 --out outputs/study-queue; }
 
-# Chapter 5, one seed: ReLU (trained on Wong et al.'s schedule) and KAF decide the question.
-step 05 -p "activations=['relu', 'kaf']" -p "n_fgsm=[]"
+# (Chapter 5's first seed of ReLU, ELU, Swish and KAF is in: results/study/status.py.)
 # Chapter 7 needs no training: the published models the conclusions turn on first (the sound and the
 # overfit ReLU, the KAF of Table 7.2's row; the last two also get the step and eps curves), then the rest.
 step 07 -p "published=['resnet20_kaf_ocrob_lrfinder', 'resnet20_relu_ocrob_lrf', 'resnet20_relu_ocrob']"
-step 05 -p "activations=['elu', 'swish']" -p "n_fgsm=[]"
-step 07
-step 05 -p "activations=['relu', 'swish', 'kaf']" -p "n_fgsm=['relu', 'swish', 'kaf']"
-step 05 -p "activations=['kaf_relu', 'kaf_elu', 'kaf_swish', 'kaf_free']" -p "n_fgsm=[]"
-# A second seed for the activations the conclusion turns on.
-step 05 -p "activations=['relu', 'kaf']" -p "n_fgsm=[]" -p seeds=2
-# The whole of chapters 5 and 6 as the edition builds them (the profile's seeds), reusing the runs above,
-# and the closing chapter.
+# The rest of chapter 5 as the edition builds it: the profile's four activations, a second seed for
+# ReLU and KAF (seeds_for), N-FGSM for ReLU, Swish and KAF (Swish overfits with FGSM-RS here).
 step 05
+# Every published model; chapter 6 on chapter 5's models; chapters 1-4; the closing chapter.
+step 07
 step 06
+step 01
+step 02
+step 03
+step 04
 step 08

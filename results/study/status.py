@@ -35,7 +35,34 @@ def main():
                      f" on {len(pgd['robust_images'])}")
         note = chapter.training_note(record) if record["status"] == "finished" else ""
         print(line + (f"  [{note}]" if note else ""))
-    print(f"compute in these records: {hours:.1f} h on 2 cores")
+    print(f"compute in these training runs: {hours:.1f} h on 2 cores")
+    published()
+
+
+def published():
+    """Chapter 7's records: per published model, PGD-20 (true labels) on its audit's images, standard
+    AutoAttack, and the compute each kind of record took."""
+    folder = RUNS / "published"
+    if not folder.is_dir():
+        return
+    models = {}
+    for path in sorted(folder.glob("*.json")):
+        name, kind = path.stem.rsplit("-", 1)[0].split("-", 1)  # <model>-<kind>-<key>
+        record = json.loads(path.read_text())
+        entry = models.setdefault(name, {"seconds": {}, "line": []})
+        entry["seconds"][kind] = entry["seconds"].get(kind, 0) + record.get("seconds", 0)
+        if kind == "audit":
+            r = record["result"]
+            entry["line"].append(f"PGD-20 {stats.wilson(r['pgd_images'])} on {len(r['pgd_images'])}")
+        elif kind == "autoattack":
+            entry["line"].append(f"AutoAttack {stats.wilson(record['robust_images'])} on {len(record['robust_images'])}")
+    total = 0.0
+    for name, entry in models.items():
+        seconds = sum(entry["seconds"].values())
+        total += seconds / 3600
+        parts = ", ".join(f"{k} {v / 60:.0f}" for k, v in sorted(entry["seconds"].items()))
+        print(f"{name:40s} {seconds / 60:4.0f} min ({parts})  " + "  ".join(sorted(entry["line"], reverse=True)))
+    print(f"compute in chapter 7's records: {total:.1f} h on 2 cores ({len(models)} of 13 published models)")
 
 
 if __name__ == "__main__":
