@@ -7,8 +7,8 @@ import pandas as pd
 
 from . import data, prose, settings
 from . import stats
-from .evaluation import (eval_subset, evaluate, standard_autoattack, stronger_attacks,  # noqa: F401  (chapters
-                         transfer, worst_case, worst_mask)                           # call them here)
+from .evaluation import (checklist_images, eval_subset, evaluate, standard_autoattack,  # noqa: F401  (chapters
+                         stronger_attacks, transfer, worst_case, worst_mask)             # call them here)
 from .profiles import THESIS_SCHEDULE, get_profile
 
 
@@ -121,6 +121,12 @@ def seeds_said(P: dict, activations) -> str:
         f"{n} for {prose.listing(acts)}" for n, acts in sorted(by_count.items()))
 
 
+def checklist_said(P: dict, n: int) -> str:
+    """For captions: '' when the checklist ran on all ``n`` images, else on how many (``checklist_n``)."""
+    m = checklist_images(P.get("checklist_n"), n)
+    return "" if m == n else f"; 'checks passed': the checklist on the first {m} of the {n} images"
+
+
 def resnet_schedule(P: dict) -> dict:
     """The ResNet20 FGSM training schedule of chapters 5 and 6, from the profile: keyword arguments
     for ``adversarial_config`` (lr_min, lr_max, SGD momentum, FGSM step)."""
@@ -207,7 +213,8 @@ def intervals(evals: dict, baseline: str | None = "relu", key: str = "activation
     accuracy in % with 95% Wilson intervals (pooled over seeds, with the min-max over seeds when
     there are several), and against ``baseline`` the paired difference in points with its interval,
     McNemar's p-value after Holm's correction over the table's comparisons, and whether the data
-    separate the two at the 5% level.
+    separate the two at the 5% level. Where the two have different numbers of seeds, the paired test
+    uses the seeds both have (seed s against seed s).
     """
     per_seed = {name: ev if isinstance(ev, list) else [ev] for name, ev in evals.items()}
     robust_masks = {name: [stats.as_mask(e["robust_images"], name) for e in evs] for name, evs in per_seed.items()}
@@ -220,6 +227,8 @@ def intervals(evals: dict, baseline: str | None = "relu", key: str = "activation
             row[f"{label} over seeds"] = f"{min(accs):.1f}-{max(accs):.1f} ({len(evs)} seeds)"
         rows.append(row)
     table = pd.DataFrame(rows)
+    if f"{label} over seeds" in table:  # seeds_for: some rows have more seeds than others
+        table[f"{label} over seeds"] = table[f"{label} over seeds"].fillna("(1 seed)")
     if baseline is None or baseline not in robust_masks or len(robust_masks) < 2:
         return table
     test = stats.against_baseline(robust_masks, baseline)

@@ -47,6 +47,13 @@ def transfer(source, target, P: dict, cifar) -> dict:
     return records.reuse_or_record(target.path / f"eval-{records.config_key(spec)}.json", attack)
 
 
+def checklist_images(checklist_n: int | None, n: int) -> int:
+    """How many of ``n`` evaluation images the sanity checklist runs on (the first ones)."""
+    if checklist_n is not None and int(checklist_n) < 1:
+        raise ValueError(f"checklist_n={checklist_n}: give a positive number of images, or None for all of them")
+    return n if checklist_n is None else min(int(checklist_n), n)
+
+
 def stronger_attacks(run, P: dict, cifar) -> dict:
     """APGD-CE/DLR (ART, ``P["diagnostic_apgd_steps"]`` iterations) and the sanity checklist of ``run`` on the
     profile's evaluation subset, recorded like ``evaluate``: a rebuilt chapter 6 does not attack again."""
@@ -54,11 +61,14 @@ def stronger_attacks(run, P: dict, cifar) -> dict:
     x, y = eval_subset(P, cifar)
     spec = {"attacks": "apgd+checklist", "eps": P["eps"], "alpha": P["pgd_alpha"], "steps": P["pgd_steps"],
             "apgd_steps": P["diagnostic_apgd_steps"], "n": len(x), "seed": P.get("seed", 0)}
+    m = checklist_images(P.get("checklist_n"), len(x))
+    if m < len(x):  # only then: records of the whole-set checklist keep their keys
+        spec["checklist_n"] = m
 
     def attack():
         apgd = art_attacks.autoattack(run.model, x, y, eps=spec["eps"], steps=spec["apgd_steps"], seed=spec["seed"])
-        checks = attacks.sanity_checks(run.model, x, y, eps=spec["eps"], alpha=spec["alpha"], steps=spec["steps"],
-                                       seed=spec["seed"])
+        checks = attacks.sanity_checks(run.model, x[:m], y[:m], eps=spec["eps"], alpha=spec["alpha"],
+                                       steps=spec["steps"], seed=spec["seed"])
         return {"attack": spec, "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
                 "apgd_worst": apgd["apgd_worst"], "robust_images": mask_text(apgd["robust"]), "checks": checks}
 

@@ -22,20 +22,23 @@ _REFERENCE_SCHEDULE = dict(adv_lr_min=0.0, adv_lr_max=0.2, adv_momentum=0.9, fgs
 # run PGD's budget, 20, as at cpu.
 _EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, apgd_steps=10, diagnostic_apgd_steps=10,
                   n_eval=100,
-                   aa_n=50, square_queries=100, square_n=None, **THESIS_SCHEDULE)
+                   aa_n=50, square_queries=100, square_n=None, checklist_n=None, **THESIS_SCHEDULE)
 
 # Standard AutoAttack (kafnotes.autoattack; chapters 6 and 7): APGD-CE and APGD-T (9 targets) with
 # apgd_steps iterations on the first aa_n evaluation images (all when None), then Square with
 # square_queries queries on the first square_n of them. Square's queries are what 2 cores cannot
 # afford at the standard 5000 on every image (about an hour per model on 500 images), so the cheaper
-# profiles cut them and say so in every caption.
+# profiles cut them and say so in every caption. checklist_n: the Carlini et al. checklist (five more
+# PGD runs, half of chapter 7's attack cost per model) on the first checklist_n evaluation images
+# (all when None); study runs it on AutoAttack's 500, and the captions say so.
 
 # seeds: how many times chapters 3 and 5 train each activation (seeds seed, seed+1, ...); tables
 # pool the paired tests over seeds and show the spread. seeds_for: more seeds for some activations
 # (the ones a conclusion turns on), where the budget cannot give every activation as many.
 # resnet_activations, vgg_activations: what chapters 5-6 and 3 train. All eight (seven for VGG, which
 # has no kaf_relu in the thesis) everywhere but at study, whose budget trains the four the question
-# turns on; chapter 7 audits the thesis' own models of the other four at full scale.
+# turns on in chapter 5 (chapter 7 audits the thesis' own models of the other four at full scale)
+# and the two chapter 3's VGG comparison is about, ReLU and KAF.
 ALL_RESNET = ["relu", "elu", "kaf", "kaf_relu", "kaf_elu", "swish", "kaf_swish", "kaf_free"]
 ALL_VGG = ["relu", "elu", "kaf", "kaf_elu", "swish", "kaf_swish", "kaf_free"]
 _EVERY_ACTIVATION = dict(seeds_for={}, resnet_activations=ALL_RESNET, vgg_activations=ALL_VGG)
@@ -54,7 +57,7 @@ PROFILES: dict[str, dict] = {
         dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, diagnostic_apgd_steps=20, n_eval=500,
-        aa_n=None, square_queries=1000, square_n=None, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
+        aa_n=None, square_queries=1000, square_n=None, checklist_n=None, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
     # The published edition: the largest scale that 2 CPU cores afford (README, "The study edition", has
     # the budget chapter by chapter). All training images; all test images (the stand-in's 2,000, or
     # real CIFAR-10's 10,000). Its records are committed in results/study/runs, so `kafnotes book`
@@ -63,19 +66,19 @@ PROFILES: dict[str, dict] = {
     # mechanism chapters train less (5 epochs of the light CNN, 1 clean epoch of the ResNets in
     # chapter 4: 390 steps, enough to see which ones train at all).
     "study": dict(
-        description="all training and test images; the largest scale 2 CPU cores afford (about 24 h in all)",
+        description="all training and test images; the largest scale 2 CPU cores afford (about 24-27 h in all; README)",
         dtype="float32", seeds=1, data="auto", n_train=None, n_test=None, batch_size=128, epochs=5, adv_epochs=6,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=1, lr_finder_steps=200,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=100, diagnostic_apgd_steps=20, n_eval=None,
-        aa_n=500, square_queries=1000, square_n=500, **_REFERENCE_SCHEDULE,
+        aa_n=500, square_queries=1000, square_n=500, checklist_n=500, **_REFERENCE_SCHEDULE,
         seeds_for={"relu": 2, "kaf": 2}, resnet_activations=["relu", "elu", "swish", "kaf"],
-        vgg_activations=["relu", "elu", "swish", "kaf"]),
+        vgg_activations=["relu", "kaf"]),
     "full": dict(
         description="the thesis' scale: full CIFAR-10, the thesis' epochs, PGD-50-10 on the whole test set (GPU)",
         dtype="float32", seeds=3, data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=150, lr_finder_steps=400,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, diagnostic_apgd_steps=100, n_eval=None,
-        aa_n=None, square_queries=5000, square_n=None, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
+        aa_n=None, square_queries=5000, square_n=None, checklist_n=None, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
 }
 
 

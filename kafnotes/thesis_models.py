@@ -220,7 +220,7 @@ def compare(model, saved, x) -> dict:
 
 
 def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
-          apgd_steps: int = 20, seed: int = 0, rebuilt=None, runs=None) -> dict:
+          apgd_steps: int = 20, seed: int = 0, rebuilt=None, runs=None, checklist_n: int | None = None) -> dict:
     """Chapter 7's attacks on published model ``name``, stored as a record and reused when asked again.
 
     On ``x, y``: clean accuracy in float32 and float16, FGSM, PGD on the true labels (and its
@@ -228,7 +228,7 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
     APGD-CE/DLR, the worst case per image over PGD and both APGDs, and the sanity checklist.
     ``rebuilt``: the ``(float32, float16)`` rebuilds of ``name`` if already made. The record's key
     holds the model's sha256, the images, the attack and the code, so a rebuilt book reuses it and
-    anything else attacks afresh.
+    anything else attacks afresh. ``checklist_n``: run the checklist on the first that many images only.
     """
     from . import art_attacks
     if name not in PUBLISHED:
@@ -237,6 +237,9 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
             "eps": eps, "alpha": alpha, "steps": steps, "restarts": restarts, "apgd_steps": apgd_steps,
             "seed": seed, "precision": keras.config.floatx(),
             "masks": ["clean", "pgd", "worst", "fgsm", "pgd_predicted"]}  # what the record keeps per image
+    m = evaluation.checklist_images(checklist_n, len(x))
+    if m < len(x):  # only then: records of the whole-set checklist keep their keys
+        spec["checklist_n"] = m
     path = Path(runs or records.runs_dir()) / "published" / f"{name}-audit-{records.config_key(spec)}.json"
 
     def attack():
@@ -261,8 +264,8 @@ def audit(name: str, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: 
             "apgd_ce": apgd["apgd_ce"], "apgd_dlr": apgd["apgd_dlr"],
             "worst": float(np.mean(pgd_ok & apgd["robust"])),  # per image: broken by any of the three
             # the checklist attacks with one restart: at restarts=1 it starts from the PGD above
-            "checks": attacks.sanity_checks(model, x, y, eps=eps, alpha=alpha, steps=steps, seed=seed,
-                                            pgd_result=(x_pgd, pgd_ok) if restarts == 1 else None),
+            "checks": attacks.sanity_checks(model, x[:m], y[:m], eps=eps, alpha=alpha, steps=steps, seed=seed,
+                                            pgd_result=(x_pgd[:m], pgd_ok[:m]) if restarts == 1 else None),
         }}
 
     return records.reuse_or_record(path, attack)["result"]
@@ -275,9 +278,10 @@ def selection(P: dict) -> list[str]:
 
 def audit_at(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
     """``audit`` with profile ``P``'s attack (eps, PGD step, steps, restarts, the diagnostics' APGD
-    iterations, seed): chapter 7 and the closing chapter ask for the same record this way."""
+    iterations, seed, the checklist's images): chapter 7 and the closing chapter ask for the same record this way."""
     return audit(name, x, y, eps=P["eps"], alpha=P["pgd_alpha"], steps=P["pgd_steps"], restarts=P["pgd_restarts"],
-                 apgd_steps=P["diagnostic_apgd_steps"], seed=P["seed"], rebuilt=rebuilt, runs=runs)
+                 apgd_steps=P["diagnostic_apgd_steps"], seed=P["seed"], rebuilt=rebuilt, runs=runs,
+                 checklist_n=P.get("checklist_n"))
 
 
 def as_published_at(name: str, x, y, P: dict, runs=None) -> dict:

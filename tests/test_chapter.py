@@ -67,6 +67,24 @@ def test_intervals_pool_seeds_and_show_their_spread():
     assert chapter.mean_over_seeds(evals["relu"]) == {"clean": 0.625, "robust": 0.375}
 
 
+def test_a_table_mixing_one_and_two_seeds_says_which_rows_have_one():
+    relu_seeds = [_ev([1, 1, 1, 0], [1, 0, 0, 0]), _ev([1, 1, 1, 0], [1, 1, 0, 0])]
+    table = chapter.intervals({"relu": relu_seeds, "elu": _ev([1, 1, 0, 0], [1, 1, 1, 0])}).set_index("activation")
+    assert table["robust over seeds"].to_dict() == {"relu": "25.0-50.0 (2 seeds)", "elu": "(1 seed)"}
+    # elu's one seed is paired with relu's seed 0 only: 75% against 25% on the same four images
+    assert table.loc["elu", "robust - relu (points)"].startswith("+50.0 ")
+
+
+def test_the_checklist_runs_on_checklist_n_images_and_the_caption_says_so():
+    import pytest
+    P = get_profile("study")
+    assert chapter.checklist_images(P["checklist_n"], 2000) == 500 and chapter.checklist_images(None, 2000) == 2000
+    assert chapter.checklist_said(P, 2000) == "; 'checks passed': the checklist on the first 500 of the 2000 images"
+    assert chapter.checklist_said(P, 300) == "" and chapter.checklist_said(get_profile("smoke"), 100) == ""
+    with pytest.raises(ValueError, match="checklist_n=0"):
+        chapter.checklist_images(0, 100)
+
+
 def test_records_without_clean_masks_get_an_interval_from_the_count():
     old = {"clean": 0.5, "robust_images": "1100"}
     assert chapter.intervals({"relu": old}, baseline=None).loc[0, "clean [95% CI]"].startswith("50.0 [")

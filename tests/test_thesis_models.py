@@ -99,6 +99,10 @@ def test_an_audit_is_recorded_and_reused_and_keyed_by_its_attack(sample, tmp_pat
     thesis_models.audit("resnet20_relu_ocrob", x, y, **{**attack, "steps": 3})
     thesis_models.audit("resnet20_relu_ocrob", x[:4], y[:4], **attack)
     assert len(list((tmp_path / "published").glob("*.json"))) == 3
+    # the checklist on the first 4 images is another record too; on all 8 it is the first one
+    assert thesis_models.audit("resnet20_relu_ocrob", x, y, checklist_n=8, **attack)["clean"] == -1.0
+    subset = thesis_models.audit("resnet20_relu_ocrob", x, y, checklist_n=4, **attack)
+    assert len(list((tmp_path / "published").glob("*.json"))) == 4 and len(subset["pgd_images"]) == 8
     with pytest.raises(thesis_models.ThesisModelError, match="unknown published model 'resnet20_tanh'"):
         thesis_models.audit("resnet20_tanh", x, y, **attack)
 

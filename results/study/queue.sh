@@ -17,6 +17,7 @@ step() { echo "== $(date -u +%FT%TZ) kafnotes run $*"; "$kafnotes" run "$@" --pr
 # (Chapter 5's first seed of ReLU, ELU, Swish and KAF is in: results/study/status.py.)
 # Chapter 7 needs no training: the published models the conclusions turn on first (the sound and the
 # overfit ReLU, the KAF of Table 7.2's row; the last two also get the step and eps curves), then the rest.
+# (Their audits re-run once with the checklist on 500 images, checklist_n; the other records are reused.)
 step 07 -p "published=['resnet20_kaf_ocrob_lrfinder', 'resnet20_relu_ocrob_lrf', 'resnet20_relu_ocrob']"
 # The rest of chapter 5 as the edition builds it: the profile's four activations, a second seed for
 # ReLU and KAF (seeds_for), N-FGSM for ReLU, Swish and KAF (Swish overfits with FGSM-RS here).
