@@ -66,7 +66,7 @@ PROFILES: dict[str, dict] = {
     # mechanism chapters train less (5 epochs of the light CNN, 1 clean epoch of the ResNets in
     # chapter 4: 390 steps, enough to see which ones train at all).
     "study": dict(
-        description="all training and test images; the largest scale 2 CPU cores afford (about 24-27 h in all; README)",
+        description="all training and test images; the largest scale 2 CPU cores afford (about 24 h in all; README)",
         dtype="float32", seeds=1, data="auto", n_train=None, n_test=None, batch_size=128, epochs=5, adv_epochs=6,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=1, lr_finder_steps=200,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=100, diagnostic_apgd_steps=20, n_eval=None,
