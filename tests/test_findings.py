@@ -100,6 +100,6 @@ def test_audit_at_passes_the_profile_attack(monkeypatch):
     monkeypatch.setattr(thesis_models, "audit", lambda name, x, y, **kw: seen.update(kw) or {})
     thesis_models.audit_at("resnet20_relu_ocrob", None, None, {"eps": 0.03, "pgd_alpha": 0.01, "pgd_steps": 7,
                                                               "pgd_restarts": 2, "apgd_steps": 100, "diagnostic_apgd_steps": 9,
-                                                              "seed": 4})
+                                                              "seed": 4, "checklist_n": 50})
     assert seen == {"eps": 0.03, "alpha": 0.01, "steps": 7, "restarts": 2, "apgd_steps": 9, "seed": 4,
-                    "rebuilt": None, "runs": None}
+                    "rebuilt": None, "runs": None, "checklist_n": 50}
