@@ -3,7 +3,9 @@
     python results/study/status.py
 
 Each run: its status, epochs, its schedule, the note chapter 5 would print, clean and PGD-20 accuracy on the
-test images with 95% Wilson intervals, and the compute it took (training and evaluation).
+test images with 95% Wilson intervals, and the compute it took (training and evaluation). Then chapter 5's
+table as far as its records go (the runs on the profile's schedule, pooled over seeds, each activation
+paired with ReLU), and chapter 7's published models.
 """
 
 import json
@@ -12,9 +14,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kafnotes import chapter, stats  # noqa: E402
+from kafnotes.profiles import get_profile  # noqa: E402
 from kafnotes.training import TrainConfig  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def pgd20(run: Path):
+    evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
+    return next((e for e in evals if e.get("attack", {}).get("steps") == 20 and "loss" not in e["attack"]), None)
 
 
 def main():
@@ -22,7 +30,7 @@ def main():
     for run in sorted(p for p in RUNS.iterdir() if p.is_dir() and (p / "record.json").exists()):
         record = json.loads((run / "record.json").read_text())
         evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
-        pgd = next((e for e in evals if e.get("attack", {}).get("steps") == 20 and "loss" not in e["attack"]), None)
+        pgd = pgd20(run)
         seconds = sum(record.get("seconds_per_epoch", [])) + sum(e.get("seconds", 0) for e in evals)
         hours += seconds / 3600
         c = record["config"]
@@ -36,7 +44,33 @@ def main():
         note = chapter.training_note(record) if record["status"] == "finished" else ""
         print(line + (f"  [{note}]" if note else ""))
     print(f"compute in these training runs: {hours:.1f} h on 2 cores")
+    chapter5()
     published()
+
+
+def chapter5():
+    """Chapter 5's table from the finished runs on the study profile's schedule: FGSM-RS per activation
+    (seeds pooled) against ReLU, then N-FGSM against FGSM-RS where an activation has both."""
+    P = get_profile("study")
+    by_method = {}
+    for run in sorted(p for p in RUNS.iterdir() if (p / "record.json").exists()):
+        record, pgd = json.loads((run / "record.json").read_text()), pgd20(run)
+        c = record["config"]
+        if (record["status"] == "finished" and pgd and c["epochs"] == P["adv_epochs"] and c["lr"] == P["adv_lr_max"]
+                and c["lr_min"] == P["adv_lr_min"] and c["momentum"] == P["adv_momentum"]):
+            by_method.setdefault(c["method"], {}).setdefault(c["activation"], []).append((c["seed"], pgd))
+    order = P["resnet_activations"] + sorted({a for acts in by_method.values() for a in acts} - set(P["resnet_activations"]))
+    evals = {m: {a: [e for _, e in sorted(acts[a], key=lambda r: r[0])] for a in order if a in acts}
+             for m, acts in by_method.items()}
+    if "relu" in evals.get("fgsm_rs", {}):
+        print("\nchapter 5 so far (FGSM-RS, PGD-20 on the true labels):")
+        print(chapter.intervals(evals["fgsm_rs"]).to_string(index=False))
+    for act, runs in evals.get("n_fgsm", {}).items():
+        if act in evals.get("fgsm_rs", {}):
+            common = min(len(runs), len(evals["fgsm_rs"][act]))  # seed s against seed s
+            test = stats.paired(stats.pooled([e["robust_images"] for e in runs[:common]]),
+                                stats.pooled([e["robust_images"] for e in evals["fgsm_rs"][act][:common]]))
+            print(f"{act}: N-FGSM minus FGSM-RS {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g})")
 
 
 def published():
