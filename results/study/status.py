@@ -84,7 +84,8 @@ def published():
         name, kind = path.stem.rsplit("-", 1)[0].split("-", 1)  # <model>-<kind>-<key>
         record = json.loads(path.read_text())
         entry = models.setdefault(name, {"seconds": {}, "line": []})
-        entry["seconds"][kind] = entry["seconds"].get(kind, 0) + record.get("seconds", 0)
+        # paused_seconds: time the process was stopped (SIGSTOP) while another job had the cores
+        entry["seconds"][kind] = entry["seconds"].get(kind, 0) + record.get("seconds", 0) - record.get("paused_seconds", 0)
         if kind == "audit":
             r = record["result"]
             entry["line"].append(f"PGD-20 {stats.wilson(r['pgd_images'])} on {len(r['pgd_images'])}")
