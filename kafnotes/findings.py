@@ -44,9 +44,8 @@ def retrained(P: dict, cifar, activations, seed: int = 0, variant: str = "thesis
 def retrained_sentence(evals: dict, P: dict, kaf: str = "kaf") -> str:
     """KAF against ReLU, both retrained (pooled over seeds), and what the paired tests separate."""
     masks = {name: stats.pooled([e["robust_images"] for e in evs]) for name, evs in evals.items()}
-    common = min(len(evals[kaf]), len(evals[BASELINE]))  # seed s against seed s
-    test = stats.paired(*(stats.pooled([e["robust_images"] for e in evals[a][:common]]) for a in (kaf, BASELINE)))
-    seeds = common
+    test = stats.paired_seeds(*([e["robust_images"] for e in evals[a]] for a in (kaf, BASELINE)))
+    seeds = min(len(evals[kaf]), len(evals[BASELINE]))  # the seeds the paired test pairs
     said = (f"Retrained here ({seeds} seed{'s' if seeds > 1 else ''} each, PGD-{P['pgd_steps']} on the true labels), "
             f"{kaf} scores {stats.wilson(masks[kaf])} and {BASELINE} {stats.wilson(masks[BASELINE])}: "
             f"{kaf} minus {BASELINE} is {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g}).")

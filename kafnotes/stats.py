@@ -117,6 +117,13 @@ def paired(a, b, confidence: float = CONFIDENCE, images_a: str | None = None,
     return Paired(diff, diff - float(below), diff + float(above), a_only, b_only, n, p_value)
 
 
+def paired_seeds(a: Sequence, b: Sequence) -> Paired:
+    """``paired`` over per-seed masks of two models: seed s of one against seed s of the other, over
+    the seeds both have (a seed only one side has pairs with nothing)."""
+    common = min(len(a), len(b))
+    return paired(pooled(a[:common]), pooled(b[:common]))
+
+
 def pooled(masks: Sequence) -> np.ndarray:
     """One mask from several seeds' masks on the same images (seed after seed), for a paired test
     pooled over seeds: pair seed s of model A with seed s of model B."""
@@ -163,9 +170,7 @@ def against_baseline(masks: Mapping[str, object], baseline: str, alpha: float = 
         acc = wilson(m)
         row = {"name": name, "acc": acc.value, "low": acc.low, "high": acc.high, "n": acc.n}
         if name != baseline:
-            # seed s against seed s: a seed only one side has pairs with nothing, so it stays out of the test
-            common = min(len(per_seed[name]), len(per_seed[baseline]))
-            test = paired(pooled(per_seed[name][:common]), pooled(per_seed[baseline][:common]))
+            test = paired_seeds(per_seed[name], per_seed[baseline])
             row.update(diff=test.diff, diff_low=test.low, diff_high=test.high, p=test.p_value)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("name")

@@ -67,9 +67,8 @@ def chapter5():
         print(chapter.intervals(evals["fgsm_rs"]).to_string(index=False))
     for act, runs in evals.get("n_fgsm", {}).items():
         if act in evals.get("fgsm_rs", {}):
-            common = min(len(runs), len(evals["fgsm_rs"][act]))  # seed s against seed s
-            test = stats.paired(stats.pooled([e["robust_images"] for e in runs[:common]]),
-                                stats.pooled([e["robust_images"] for e in evals["fgsm_rs"][act][:common]]))
+            test = stats.paired_seeds([e["robust_images"] for e in runs],
+                                      [e["robust_images"] for e in evals["fgsm_rs"][act]])
             print(f"{act}: N-FGSM minus FGSM-RS {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g})")
 
 
