@@ -3,6 +3,7 @@
     kafnotes run [CHAPTER ...] --profile P [-p key=value ...]   executed copies in outputs/P/
     kafnotes book --profile P                                   run every chapter, then build HTML
     kafnotes refresh                                            re-execute book/ in place (smoke)
+    kafnotes order-check [CHAPTER ...]                          which stored outputs move with the sum order
     kafnotes train --arch resnet20 --activation relu --data PATH --epochs 10 --pgd-steps 20
                                                                 one run + PGD, printed and recorded
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import shutil
@@ -254,6 +256,46 @@ class _RefreshInPlace:
         return time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def _restored(key: str, value: str | None):
+    """Put environment variable ``key`` back to ``value`` (None: unset) on the way out."""
+    try:
+        yield
+    finally:
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def cmd_order_check(args):
+    """Execute chapters at smoke with ``--threads`` intra-op threads (the stored outputs were made with
+    ``settings.REFERENCE_THREADS``) and list the compared cells whose outputs differ. Another thread
+    count sums in another order, as another CPU's cache sizes do: a cell listed here can fail nbval on
+    a CI machine of another kind, so tag it ``nbval-ignore-output`` (saying why) or make it stable."""
+    from . import nbcompare
+    root = repo_root(Path(args.root) if args.root else None)
+    if str(args.threads) == settings.REFERENCE_THREADS:
+        raise SystemExit(f"kafnotes: --threads {args.threads} is the reference count; give another (e.g. 1 or 3)")
+    notebooks = pick_chapters(root, args.chapters)
+    subs = nbcompare.sanitizers(root / "tests" / "nbval_sanitize.cfg")
+    moved, before = [], os.environ.get(settings.ENV_THREADS)
+    os.environ[settings.ENV_THREADS] = str(args.threads)  # the kernels inherit it; restored below
+    with tempfile.TemporaryDirectory() as tmp, _restored(settings.ENV_THREADS, before):
+        runs, out = Path(tmp) / "runs", Path(tmp) / "book"
+        out.mkdir()
+        for nb in notebooks:  # one at a time, in book order, so later chapters reuse earlier records
+            execute(nb, out / nb.name, {}, runs, cwd=nb.parent)
+            found = nbcompare.differing_cells(json.loads(nb.read_text()), json.loads((out / nb.name).read_text()), subs)
+            for index, lines in found:
+                print(f"{nb.name}: code cell {index} moves with {args.threads} thread(s)\n  " + "\n  ".join(lines[:20]),
+                      flush=True)
+            print(f"{nb.name}: {len(found)} compared cell(s) move", flush=True)
+            moved += [(nb.name, i) for i, _ in found]
+    if moved:
+        raise SystemExit(f"kafnotes: {len(moved)} compared cell(s) depend on the summation order")
+
+
 def _strip_execution_metadata(path: Path):
     nb = json.loads(path.read_text())
     nb["metadata"].pop("papermill", None)
@@ -342,6 +384,11 @@ def main(argv=None):
     p.add_argument("--root")
     p.add_argument("-j", "--jobs", type=int, help="chapters executed at once (default: the CPU count, at most 4)")
     p.set_defaults(fn=cmd_refresh)
+    p = sub.add_parser("order-check", help="list the stored outputs that another summation order moves")
+    p.add_argument("chapters", nargs="*", default=[])
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads to execute with (default 1)")
+    p.add_argument("--root")
+    p.set_defaults(fn=cmd_order_check)
     args = parser.parse_args(argv)
     args.fn(args)
 

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -178,3 +179,26 @@ def test_the_study_profile_reads_its_committed_records():
     assert cli.records_for(args, ROOT, ROOT / "outputs" / "study") == (ROOT / "results" / "study" / "runs").resolve()
     args = SimpleNamespace(runs=None, profile="smoke")
     assert cli.records_for(args, ROOT, ROOT / "outputs" / "smoke") == ROOT / "outputs" / "smoke" / "runs"
+
+
+def test_order_check_names_the_cells_another_thread_count_moves(tmp_path, capsys):
+    """A stand-in chapter with one cell that prints the thread count (as a sum whose order follows
+    it would) and one that does not: order-check lists the first only and fails."""
+    (tmp_path / "_toc.yml").write_text("root: intro\n")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "nbval_sanitize.cfg").write_text((ROOT / "tests" / "nbval_sanitize.cfg").read_text())
+    code = lambda i, src, out: {"cell_type": "code", "id": f"c{i}", "execution_count": i, "metadata": {},
+                                "source": src, "outputs": [{"output_type": "stream", "name": "stdout", "text": out}]}
+    nb = {"nbformat": 4, "nbformat_minor": 5, "cells": [
+        code(1, "import os\nprint(os.environ['KAFNOTES_THREADS'])", "2\n"), code(2, "print(6 * 7)", "42\n")],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    (tmp_path / "book" / "01_sums.ipynb").write_text(json.dumps(nb))
+    with pytest.raises(SystemExit, match="1 compared cell"):
+        cli.main(["order-check", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "code cell 0 moves with 1 thread(s)" in out and "-[stdout] 2" in out and "+[stdout] 1" in out
+    assert "code cell 1" not in out
+    assert os.environ["KAFNOTES_THREADS"] == "2"  # the next chapters nbval runs keep the reference count
+    with pytest.raises(SystemExit, match="reference count"):
+        cli.main(["order-check", "--threads", "2", "--root", str(tmp_path)])
