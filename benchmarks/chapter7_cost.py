@@ -8,6 +8,7 @@ from the published models' families (the ReLU model stands for ELU and Swish, th
 KAF variant). The load average is printed before and after: on a shared machine the times stretch.
 
     KAFNOTES_CIFAR10=../shared/data/cifar10-jpeg75-10k.npz python benchmarks/chapter7_cost.py --profile cpu
+    ... --profile cpu -p aa_n=200 -p checklist_n=100     # what other sizes would cost
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kafnotes import chapter, thesis_models  # noqa: E402
+from kafnotes import chapter, cli, thesis_models  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -34,8 +35,11 @@ def main():
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--relu", default="resnet20_relu_ocrob_lrf", help="the model standing for ReLU, ELU, Swish")
     parser.add_argument("--kaf", default="resnet20_kaf_ocrob_lrfinder", help="the model standing for the KAFs")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile key, e.g. -p aa_n=200 (as papermill's -p would)")
     args = parser.parse_args()
-    P, cifar = chapter.start(args.profile)
+    overrides = cli.parse_params(args.param)
+    P, cifar = chapter.start(args.profile, **overrides)
     x, y = chapter.eval_subset(P, cifar)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     cost = {}
@@ -51,7 +55,8 @@ def main():
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     families = [thesis_models.PUBLISHED[n][0].startswith("kaf") for n in thesis_models.selection(P)]
     total = sum(sum(cost["kaf" if is_kaf else "relu"].values()) for is_kaf in families)
-    print(f"\nchapter 7 at {args.profile!r} ({len(x)} images; AutoAttack on {P['aa_n'] or len(x)}, APGD "
+    said = "".join(f", {k}={v}" for k, v in overrides.items())
+    print(f"\nchapter 7 at {args.profile!r}{said} ({len(x)} images; AutoAttack on {P['aa_n'] or len(x)}, APGD "
           f"{P['apgd_steps']} iterations, Square {P['square_queries']} queries): {sum(families)} KAF and "
           f"{len(families) - sum(families)} other models, projected {total / 60:.0f} min (and the step and eps curves "
           "of two models)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import pandas as pd
 
-from . import data, prose, settings
+from . import autoattack, data, prose, settings
 from . import stats
 from .evaluation import (checklist_images, eval_subset, evaluate, standard_autoattack,  # noqa: F401  (chapters
                          stronger_attacks, transfer, worst_case, worst_mask)             # call them here)
@@ -70,7 +70,9 @@ def autoattack_table(results: dict, baseline: str | None = "relu", key: str = "a
     """Standard AutoAttack results (``evaluation.autoattack_record``), one row each: clean and
     AutoAttack accuracy with 95% intervals, the paired test against ``baseline`` (``intervals``),
     and the accuracy in % after each stage, so a reader sees which attack found what."""
-    stages = pd.DataFrame([{key: name, **{f"after {stage}": 100 * acc for stage, acc in r["accuracy"].items()}}
+    # In the ensemble's order: a record read back from JSON has its stages sorted by name.
+    order = [s for s in autoattack.STAGES if any(s in r["accuracy"] for r in results.values())]
+    stages = pd.DataFrame([{key: name, **{f"after {s}": 100 * r["accuracy"][s] for s in order if s in r["accuracy"]}}
                            for name, r in results.items()]).round(1)
     return intervals(results, baseline=baseline, key=key, label="AutoAttack").merge(stages, on=key)
 

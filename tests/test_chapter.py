@@ -1,5 +1,7 @@
 from types import SimpleNamespace
 
+import numpy as np
+
 from kafnotes import chapter
 from kafnotes.profiles import get_profile
 
@@ -186,3 +188,21 @@ def test_seeds_for_gives_the_activations_a_conclusion_turns_on_more_seeds():
     assert chapter.seeds_said(P, ["relu", "elu", "kaf"]) == "1 seed, 2 for relu, 3 for kaf"
     assert chapter.seeds_said(P, ["elu"]) == "1 seed(s)"
     assert list(chapter.seeds_of(get_profile("smoke", seeds=4), "relu")) == [0, 1, 2, 3]  # -p seeds wins when larger
+
+
+def test_autoattack_stages_keep_the_ensembles_order_when_read_back_from_a_record():
+    """A record read back from JSON has its stages sorted by name (clean after apgd_t); the table
+    must still read clean, APGD-CE, APGD-T, Square from left to right."""
+    import json
+    from kafnotes.evaluation import mask_text
+    masks = np.array([True, False, True, True])
+
+    def record(square):
+        fresh = {"accuracy": {"clean": 0.75, "apgd_ce": 0.5, "apgd_t": 0.5, "square": square},
+                 "clean_images": mask_text(masks), "robust_images": mask_text(masks & (square > 0.3))}
+        return json.loads(json.dumps(fresh, sort_keys=True))  # as records.write_json stores it
+
+    table = chapter.autoattack_table({"relu": record(0.5), "kaf": record(0.25)})
+    stages = [c for c in table.columns if c.startswith("after ")]
+    assert stages == ["after clean", "after apgd_ce", "after apgd_t", "after square"]
+    assert table.set_index("activation").loc["kaf", "after square"] == 25.0
