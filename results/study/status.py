@@ -31,7 +31,8 @@ def main():
         record = json.loads((run / "record.json").read_text())
         evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
         pgd = pgd20(run)
-        seconds = sum(record.get("seconds_per_epoch", [])) + sum(e.get("seconds", 0) for e in evals)
+        seconds = (sum(record.get("seconds_per_epoch", [])) - record.get("paused_seconds", 0)  # SIGSTOP time
+                   + sum(e.get("seconds", 0) for e in evals))
         hours += seconds / 3600
         c = record["config"]
         step = TrainConfig(**c).step_size / c["eps"]  # the config's own default when fgsm_alpha is None
