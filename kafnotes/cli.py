@@ -257,15 +257,17 @@ class _RefreshInPlace:
 
 
 @contextlib.contextmanager
-def _restored(key: str, value: str | None):
-    """Put environment variable ``key`` back to ``value`` (None: unset) on the way out."""
+def _environ(key: str, value: str):
+    """Set environment variable ``key`` (the kernels inherit it) and put it back as it was on the way out."""
+    before = os.environ.get(key)
+    os.environ[key] = value
     try:
         yield
     finally:
-        if value is None:
+        if before is None:
             os.environ.pop(key, None)
         else:
-            os.environ[key] = value
+            os.environ[key] = before
 
 
 def cmd_order_check(args):
@@ -279,9 +281,8 @@ def cmd_order_check(args):
         raise SystemExit(f"kafnotes: --threads {args.threads} is the reference count; give another (e.g. 1 or 3)")
     notebooks = pick_chapters(root, args.chapters)
     subs = nbcompare.sanitizers(root / "tests" / "nbval_sanitize.cfg")
-    moved, before = [], os.environ.get(settings.ENV_THREADS)
-    os.environ[settings.ENV_THREADS] = str(args.threads)  # the kernels inherit it; restored below
-    with tempfile.TemporaryDirectory() as tmp, _restored(settings.ENV_THREADS, before):
+    moved = []
+    with tempfile.TemporaryDirectory() as tmp, _environ(settings.ENV_THREADS, str(args.threads)):
         runs, out = Path(tmp) / "runs", Path(tmp) / "book"
         out.mkdir()
         for nb in notebooks:  # one at a time, in book order, so later chapters reuse earlier records
