@@ -7,7 +7,7 @@ import pandas as pd
 
 from . import autoattack, data, prose, settings
 from . import stats
-from .evaluation import (checklist_images, eval_subset, evaluate, standard_autoattack,  # noqa: F401  (chapters
+from .evaluation import (checklist_images, eval_subset, first_n, evaluate, standard_autoattack,  # noqa: F401  (chapters
                          stronger_attacks, transfer, worst_case, worst_mask)             # call them here)
 from .profiles import THESIS_SCHEDULE, get_profile
 
@@ -43,14 +43,14 @@ def scale_sentence(P: dict, cifar, epochs: str = "adv_epochs", markdown: bool = 
     return said + "."
 
 
-def caption(P: dict, what: str = "", pgd: bool = True, **attack) -> str:
+def caption(P: dict, what: str = "", pgd: bool = True, images: str | None = None, **attack) -> str:
     """A table caption naming the profile, the data and (if ``pgd``) the attack; ``attack`` overrides
-    the profile's eps, steps and restarts."""
+    the profile's eps, steps and restarts, ``images`` the profile's count of test images."""
     parts = [f"profile {P['name']}", P["data_label"]]
     if pgd:
         eps, steps = attack.get("eps", P["eps"]), attack.get("steps", P["pgd_steps"])
         parts.append(f"PGD-{steps}-{attack.get('restarts', P['pgd_restarts'])} at eps={eps * 255:.1f}/255, "
-                     f"true labels, {P['n_eval'] or 'all'} test images")
+                     f"true labels, {images or P['n_eval'] or 'all'} test images")
     return f"{what} [{'; '.join(parts)}]".strip()
 
 

@@ -47,11 +47,17 @@ def transfer(source, target, P: dict, cifar) -> dict:
     return records.reuse_or_record(target.path / f"eval-{records.config_key(spec)}.json", attack)
 
 
+def first_n(count: int | None, n: int, key: str) -> int:
+    """How many of ``n`` evaluation images a costly extra runs on (the first ones), from profile key
+    ``key`` (``count``: a positive number, or None for all of them)."""
+    if count is not None and int(count) < 1:
+        raise ValueError(f"{key}={count}: give a positive number of images, or None for all of them")
+    return n if count is None else min(int(count), n)
+
+
 def checklist_images(checklist_n: int | None, n: int) -> int:
-    """How many of ``n`` evaluation images the sanity checklist runs on (the first ones)."""
-    if checklist_n is not None and int(checklist_n) < 1:
-        raise ValueError(f"checklist_n={checklist_n}: give a positive number of images, or None for all of them")
-    return n if checklist_n is None else min(int(checklist_n), n)
+    """How many of ``n`` evaluation images the sanity checklist runs on (``checklist_n``)."""
+    return first_n(checklist_n, n, "checklist_n")
 
 
 def stronger_attacks(run, P: dict, cifar) -> dict:

@@ -70,11 +70,13 @@ def published_table(results: dict) -> pd.DataFrame:
     for name, r in results.items():
         row = thesis_models.PUBLISHED[name][1]
         a, saved = r["audit"], r["as_saved"]
+        n, m = len(a["pgd_images"]), len(saved["clean_images"]) if "clean_images" in saved else None
+        as_saved = "PGD, as saved" + (f" (first {m} images)" if m and m < n else "")  # saved_n
         rows.append({"model": name, "Table 7.2 row": row or "-",
                      "Table 7.2 PGD-50-10": f"{table_7_2[row]:.1f}" if row else "-",
                      "PGD, predicted labels": str(stats.wilson(a["pgd_predicted_images"])),
                      "PGD, true labels": str(stats.wilson(a["pgd_images"])),
-                     "PGD, as saved": str(stats.wilson(saved["robust_images"])) if "robust_images" in saved
+                     as_saved: str(stats.wilson(saved["robust_images"])) if "robust_images" in saved
                      else "cannot be differentiated",
                      "AutoAttack": str(stats.wilson(r["autoattack"]["robust_images"]))})
     return pd.DataFrame(rows)
@@ -107,7 +109,7 @@ def bugs_sentence(results: dict) -> str:
     through the saved float16 softmax graph instead of the model's logits, as paired differences."""
     predicted = {name: stats.paired(r["audit"]["pgd_predicted_images"], r["audit"]["pgd_images"])
                  for name, r in results.items()}
-    saved = {name: stats.paired(r["as_saved"]["robust_images"], r["audit"]["pgd_images"])
+    saved = {name: thesis_models.saved_against_rebuild(r["audit"], r["as_saved"])
              for name, r in results.items() if "robust_images" in r["as_saved"]}
     said = "Attacking the models' own predictions instead of the labels adds " + _span(predicted, "PGD accuracy")
     if saved:

@@ -22,7 +22,7 @@ _REFERENCE_SCHEDULE = dict(adv_lr_min=0.0, adv_lr_max=0.2, adv_momentum=0.9, fgs
 # run PGD's budget, 20, as at cpu.
 _EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, apgd_steps=10, diagnostic_apgd_steps=10,
                   n_eval=100,
-                   aa_n=50, square_queries=100, square_n=None, checklist_n=None, **THESIS_SCHEDULE)
+                   aa_n=50, square_queries=100, square_n=None, checklist_n=None, saved_n=None, **THESIS_SCHEDULE)
 
 # Standard AutoAttack (kafnotes.autoattack; chapters 6 and 7): APGD-CE and APGD-T (9 targets) with
 # apgd_steps iterations on the first aa_n evaluation images (all when None), then Square with
@@ -30,9 +30,12 @@ _EVAL_SMOKE = dict(eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=5, pgd_restarts=1, 
 # afford at the standard 5000 on every image (about an hour per model on 500 images), so the cheaper
 # profiles cut them and say so in every caption. checklist_n: the Carlini et al. checklist (five more
 # PGD runs, half of chapter 7's attack cost per model) on the first checklist_n evaluation images
-# (all when None); study runs it on AutoAttack's 500, and the captions say so. At cpu both run on 100 of
-# the 500 evaluation images: on all 500 they made chapter 7 about 3.8 hours (12 min per ReLU model,
-# 21 per KAF, measured alone by benchmarks/chapter7_cost.py; README, "Standard AutoAttack").
+# (all when None); study runs it on AutoAttack's 500, and the captions say so. saved_n: chapter 7's PGD
+# on the SavedModels as saved (float16 arithmetic, slow on a CPU: 188 s per KAF model on 500 images)
+# on the first saved_n evaluation images, paired with the rebuild's PGD on the same ones. At cpu all
+# three run on the first 100 evaluation images, the others on 300, and Square gets 500 queries: with
+# all three on 500 images, and 1000 queries, chapter 7 took about 3.8 hours; with the three on 100 of
+# 500, 84 minutes (benchmarks/chapter7_cost.py, 2 cores alone; README, "Standard AutoAttack").
 
 # seeds: how many times chapters 3 and 5 train each activation (seeds seed, seed+1, ...); tables
 # pool the paired tests over seeds and show the spread. seeds_for: more seeds for some activations
@@ -58,8 +61,8 @@ PROFILES: dict[str, dict] = {
         description="a 5000 / 1000-image subset, each chapter within about an hour on a 2-core laptop",
         dtype="float32", seeds=1, data="auto", n_train=5000, n_test=1000, batch_size=128, epochs=8, adv_epochs=8,
         resnet_depths=(20, 56), norm_steps=30, norm_batch=128, clean_epochs=6, lr_finder_steps=60,
-        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, diagnostic_apgd_steps=20, n_eval=500,
-        aa_n=100, square_queries=1000, square_n=None, checklist_n=100, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
+        eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=20, diagnostic_apgd_steps=20, n_eval=300,
+        aa_n=100, square_queries=500, square_n=None, checklist_n=100, saved_n=100, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
     # The published edition: the largest scale that 2 CPU cores afford (README, "The study edition", has
     # the budget chapter by chapter). All training images; all test images (the stand-in's 2,000, or
     # real CIFAR-10's 10,000). Its records are committed in results/study/runs, so `kafnotes book`
@@ -72,7 +75,7 @@ PROFILES: dict[str, dict] = {
         dtype="float32", seeds=1, data="auto", n_train=None, n_test=None, batch_size=128, epochs=5, adv_epochs=6,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=1, lr_finder_steps=200,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=20, pgd_restarts=1, apgd_steps=100, diagnostic_apgd_steps=20, n_eval=None,
-        aa_n=500, square_queries=1000, square_n=500, checklist_n=500, **_REFERENCE_SCHEDULE,
+        aa_n=500, square_queries=1000, square_n=500, checklist_n=500, saved_n=None, **_REFERENCE_SCHEDULE,
         seeds_for={"relu": 2, "kaf": 2}, resnet_activations=["relu", "elu", "swish", "kaf"],
         vgg_activations=["relu", "kaf"]),
     "full": dict(
@@ -80,7 +83,7 @@ PROFILES: dict[str, dict] = {
         dtype="float32", seeds=3, data="auto", n_train=None, n_test=None, batch_size=128, epochs=60, adv_epochs=80,
         resnet_depths=(20, 56), norm_steps=100, norm_batch=128, clean_epochs=150, lr_finder_steps=400,
         eps=8 / 255, pgd_alpha=2 / 255, pgd_steps=50, pgd_restarts=10, apgd_steps=100, diagnostic_apgd_steps=100, n_eval=None,
-        aa_n=None, square_queries=5000, square_n=None, checklist_n=None, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
+        aa_n=None, square_queries=5000, square_n=None, checklist_n=None, saved_n=None, **_EVERY_ACTIVATION, **THESIS_SCHEDULE),
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import activations, attacks, evaluation, models, records
+from . import activations, attacks, evaluation, models, records, stats
 
 ENV_VAR = "KAFNOTES_THESIS_MODELS"
 REPOSITORY = ("https://github.com/arbiter1elegantiae/"
@@ -285,9 +285,18 @@ def audit_at(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
 
 
 def as_published_at(name: str, x, y, P: dict, runs=None) -> dict:
-    """``attack_as_published`` with profile ``P``'s PGD (eps, step, steps, seed)."""
-    return attack_as_published(name, x, y, eps=P["eps"], alpha=P["pgd_alpha"], steps=P["pgd_steps"],
+    """``attack_as_published`` with profile ``P``'s PGD (eps, step, steps, seed) on the first
+    ``P["saved_n"]`` of ``x, y`` (all when None): the float16 graph is slow on a CPU."""
+    m = evaluation.first_n(P.get("saved_n"), len(x), "saved_n")
+    return attack_as_published(name, x[:m], y[:m], eps=P["eps"], alpha=P["pgd_alpha"], steps=P["pgd_steps"],
                                seed=P["seed"], runs=runs)
+
+
+def saved_against_rebuild(audit: dict, as_saved: dict):
+    """PGD on the SavedModel as saved minus PGD on the float rebuild (the audit's), paired on the
+    images both ran on (the as-saved attack may run on the first ``saved_n`` only)."""
+    saved = as_saved["robust_images"]
+    return stats.paired(saved, audit["pgd_images"][:len(saved)])
 
 
 def pgd(name: str, x, y, eps: float, alpha: float, steps: int, restarts: int = 1, seed: int = 0, rebuilt=None,
@@ -307,6 +316,22 @@ def pgd(name: str, x, y, eps: float, alpha: float, steps: int, restarts: int = 1
         return {"spec": spec, "robust": float(robust.mean()), "robust_images": evaluation.mask_text(robust)}
 
     return records.reuse_or_record(path, attack)
+
+
+# Chapter 7's robustness curves: PGD against its number of steps, and against eps (in 1/255).
+CURVE_STEPS = [1, 2, 5, 10, 20, 50]
+CURVE_EPS = [2, 4, 8, 12, 16]
+
+
+def curves(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
+    """Published model ``name``'s PGD accuracy (true labels, one restart) against the number of steps
+    (at the profile's eps and step; up to 10 at smoke) and against eps (step eps/4, at least 0.5/255;
+    the profile's steps): ``steps``, ``by_steps``, ``eps``, ``by_eps``, each point recorded by ``pgd``."""
+    steps = CURVE_STEPS[:4] if P["name"] == "smoke" else CURVE_STEPS
+    at = lambda **attack: pgd(name, x, y, seed=P["seed"], rebuilt=rebuilt, runs=runs, **attack)["robust"]  # noqa: E731
+    return {"steps": steps, "by_steps": [at(eps=P["eps"], alpha=P["pgd_alpha"], steps=s) for s in steps],
+            "eps": CURVE_EPS,
+            "by_eps": [at(eps=e / 255, alpha=max(e / 4, 0.5) / 255, steps=P["pgd_steps"]) for e in CURVE_EPS]}
 
 
 def autoattack(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:

@@ -103,3 +103,15 @@ def test_audit_at_passes_the_profile_attack(monkeypatch):
                                                               "seed": 4, "checklist_n": 50})
     assert seen == {"eps": 0.03, "alpha": 0.01, "steps": 7, "restarts": 2, "apgd_steps": 9, "seed": 4,
                     "rebuilt": None, "runs": None, "checklist_n": 50}
+
+
+def test_the_saved_graph_on_fewer_images_is_paired_with_the_rebuild_on_those_and_labelled():
+    results = _published()
+    for r in results.values():  # the as-saved PGD ran on the first 100 of the 400 images (saved_n)
+        if "robust_images" in r["as_saved"]:
+            r["as_saved"] = {k: v[:100] if k.endswith("_images") else v for k, v in r["as_saved"].items()}
+        r["as_saved"].setdefault("clean_images", "1" * 100)
+    said = findings.bugs_sentence(results)
+    assert "as saved (float16, softmax head) instead of its logits adds +0.0 [" in said  # the sound ReLU, same images
+    table = findings.published_table(results).set_index("model")
+    assert "PGD, as saved (first 100 images)" in table.columns and "PGD, as saved" not in table.columns

@@ -130,3 +130,30 @@ def test_a_published_models_pgd_is_recorded_and_equals_the_attack_it_replaces(sa
     assert thesis_models.pgd("resnet20_relu_ocrob", x, y, runs=tmp_path, **attack) == first  # no model needed
     with pytest.raises(records.MissingRecord):
         thesis_models.pgd("resnet20_relu_ocrob", x, y, runs=tmp_path, **{**attack, "steps": 3})
+
+
+def test_the_saved_graph_is_attacked_on_the_first_saved_n_images_and_paired_on_them(monkeypatch):
+    seen = []
+    monkeypatch.setattr(thesis_models, "attack_as_published", lambda name, x, y, **kw: seen.append(len(x)) or {})
+    x, y = np.zeros((10, 32, 32, 3)), np.zeros(10, int)
+    P = {"eps": 8 / 255, "pgd_alpha": 2 / 255, "pgd_steps": 5, "seed": 0}
+    for saved_n, expected in ((None, 10), (4, 4), (50, 10)):
+        thesis_models.as_published_at("resnet20_relu_ocrob", x, y, {**P, "saved_n": saved_n})
+        assert seen[-1] == expected
+    with pytest.raises(ValueError, match="saved_n=0: give a positive number"):
+        thesis_models.as_published_at("resnet20_relu_ocrob", x, y, {**P, "saved_n": 0})
+    # as saved: 3 of 4 robust; the rebuild: 1 of those 4 (its other 6 images play no part)
+    test = thesis_models.saved_against_rebuild({"pgd_images": "1000111111"}, {"robust_images": "1110"})
+    assert test.n == 4 and test.diff == pytest.approx(0.5)
+
+
+def test_the_curves_attack_each_step_count_and_eps_with_pgd(monkeypatch):
+    calls = []
+    monkeypatch.setattr(thesis_models, "pgd", lambda name, x, y, **kw: calls.append(kw) or {"robust": kw["steps"] / 100})
+    P = {"name": "cpu", "eps": 8 / 255, "pgd_alpha": 2 / 255, "pgd_steps": 20, "seed": 3}
+    curves = thesis_models.curves("resnet20_relu_ocrob", None, None, P)
+    assert curves["steps"] == [1, 2, 5, 10, 20, 50] and curves["by_steps"] == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
+    assert curves["eps"] == [2, 4, 8, 12, 16] and curves["by_eps"] == [0.2] * 5
+    assert calls[0] == {"seed": 3, "rebuilt": None, "runs": None, "eps": 8 / 255, "alpha": 2 / 255, "steps": 1}
+    assert [c["alpha"] * 255 for c in calls[6:]] == pytest.approx([0.5, 1, 2, 3, 4])  # eps/4, at least 0.5/255
+    assert thesis_models.curves("resnet20_relu_ocrob", None, None, {**P, "name": "smoke"})["steps"] == [1, 2, 5, 10]
