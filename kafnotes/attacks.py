@@ -126,6 +126,15 @@ def robust_accuracy(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, s
                              **kwargs)[1]))
 
 
+# The checklist's entries whose value is an accuracy on the checklist's images (the others are a
+# distance, a pixel value, a fraction of gradients, a count): tables give these an interval.
+ACCURACY_CHECKS = ("clean accuracy", "robust <= clean", "more steps", "fewer steps", "smaller eps", "eps=")
+
+
+def is_accuracy_check(name: str) -> bool:
+    return name.startswith(ACCURACY_CHECKS)
+
+
 def sanity_checks(model, x, y, eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 20,
                   restarts: int = 1, big_eps: float = 0.5, tolerance: float = 0.01, seed: int = 0,
                   pgd_result=None) -> dict:

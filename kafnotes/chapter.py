@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import pandas as pd
 
-from . import autoattack, data, prose, settings
+from . import attacks, autoattack, data, prose, settings
 from . import stats
 from .evaluation import (checklist_images, eval_subset, first_n, evaluate, standard_autoattack,  # noqa: F401  (chapters
                          stronger_attacks, transfer, worst_case, worst_mask)             # call them here)
@@ -300,6 +300,16 @@ def with_intervals(df: pd.DataFrame, columns, n: int) -> pd.DataFrame:
         df[c] = [stats.format_interval(stats.wilson_count(round(v / 100 * n), n)) if pd.notna(v) else ""
                  for v in df[c]]
     return df
+
+
+def checklist_table(checks: dict, n: int) -> pd.DataFrame:
+    """The Carlini et al. checklist, one column per model (``checks``: model -> its checks): ✓ or ✗,
+    then the value; an accuracy in % with its 95% interval on the ``n`` images the checklist ran on."""
+    def cell(name: str, check: dict) -> str:
+        value = (stats.format_interval(stats.wilson_count(round(check["value"] * n), n))
+                 if attacks.is_accuracy_check(name) else f"{check['value']:.3f}")
+        return ("✓ " if check["ok"] else "✗ ") + value
+    return pd.DataFrame({model: {name: cell(name, c) for name, c in cs.items()} for model, cs in checks.items()})
 
 
 def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust accuracy") -> str:

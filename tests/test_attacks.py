@@ -75,6 +75,8 @@ def test_sanity_checklist(trained):
     checks = attacks.sanity_checks(model, x, y, steps=5)
     assert all(c["ok"] for c in checks.values()), checks
     assert checks["eps=0.5 drives accuracy to ~0"]["value"] <= 0.05
+    # the first six are accuracies on these images (tables give them an interval), the last two are not
+    assert [attacks.is_accuracy_check(n) for n in checks] == [True] * 6 + [False] * 2
     x_adv, robust = attacks.pgd(model, x, y, steps=5, seed=0)
     assert attacks.sanity_checks(model, x, y, steps=5, pgd_result=(x_adv, robust)) == checks  # not attacked again
     with pytest.raises(ValueError, match="pgd_result holds 2 results"):

@@ -206,3 +206,21 @@ def test_autoattack_stages_keep_the_ensembles_order_when_read_back_from_a_record
     stages = [c for c in table.columns if c.startswith("after ")]
     assert stages == ["after clean", "after apgd_ce", "after apgd_t", "after square"]
     assert table.set_index("activation").loc["kaf", "after square"] == 25.0
+
+
+def test_the_checklist_table_gives_each_accuracy_its_interval_and_leaves_other_values_as_they_are():
+    from kafnotes import attacks, stats
+    checks = {"relu": {"clean accuracy": {"value": 0.08, "ok": True}, "eps=0.5 drives accuracy to ~0": {"value": 0.13, "ok": False},
+                       "adversarial inputs within the eps-ball": {"value": 0.0314, "ok": True},
+                       "Square breaks no image that APGD left": {"value": 1.0, "ok": False}}}
+    table = chapter.checklist_table(checks, 100)["relu"]
+    assert table["clean accuracy"] == "✓ " + str(stats.wilson_count(8, 100)) and table["clean accuracy"].startswith("✓ 8.0 [")
+    assert table["eps=0.5 drives accuracy to ~0"].startswith("✗ 13.0 [")
+    assert table["adversarial inputs within the eps-ball"] == "✓ 0.031"
+    assert table["Square breaks no image that APGD left"] == "✗ 1.000"
+    names = ["clean accuracy", "robust <= clean", "more steps (40) do not help the model",
+             "fewer steps (5) do not hurt it more", "smaller eps (0.0157) is not worse", "eps=0.5 drives accuracy to ~0"]
+    assert all(attacks.is_accuracy_check(n) for n in names)
+    assert not any(attacks.is_accuracy_check(n) for n in ("adversarial inputs within the eps-ball",
+                                                          "adversarial inputs within [0, 1]",
+                                                          "no image has a zero input gradient"))

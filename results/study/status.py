@@ -18,6 +18,9 @@ from kafnotes.profiles import get_profile  # noqa: E402
 from kafnotes.training import TrainConfig  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "runs"
+# Seconds a run still training was stopped (SIGSTOP) while other work had the cores, by run folder:
+# kept here until the run lands; a finished record's own `paused_seconds` takes precedence.
+PAUSES = json.loads((RUNS.parent / "pauses.json").read_text()) if (RUNS.parent / "pauses.json").exists() else {}
 
 
 def pgd20(run: Path):
@@ -31,7 +34,8 @@ def main():
         record = json.loads((run / "record.json").read_text())
         evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
         pgd = pgd20(run)
-        seconds = (sum(record.get("seconds_per_epoch", [])) - record.get("paused_seconds", 0)  # SIGSTOP time
+        paused = record.get("paused_seconds", PAUSES.get(run.name, 0))  # SIGSTOP time
+        seconds = (sum(record.get("seconds_per_epoch", [])) - paused
                    + sum(e.get("seconds", 0) for e in evals))
         hours += seconds / 3600
         c = record["config"]
