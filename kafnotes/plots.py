@@ -107,10 +107,18 @@ def perturbation_effect(effects: dict, column: str = "relative_change"):
     return fig
 
 
-def learning_curves(runs: dict, key: str = "test_acc", ax=None):
+def learning_curves(runs: dict, key: str = "test_acc", ax=None, n: int | dict | None = None):
+    """One accuracy per epoch (``key`` of each history in ``runs``); with ``n`` (the images behind
+    each value, or a dict of them by label) its 95% Wilson interval as a band."""
+    from . import stats
     fig, ax = _axes(ax)
     for label, history in runs.items():
-        ax.plot([r["epoch"] for r in history], [r[key] for r in history], marker=".", label=label)
+        epochs, ys = [r["epoch"] for r in history], [r[key] for r in history]
+        (line,) = ax.plot(epochs, ys, marker=".", label=label)
+        m = n.get(label) if isinstance(n, dict) else n
+        if m:
+            cis = [stats.wilson_count(round(v * m), m) for v in ys]
+            ax.fill_between(epochs, [c.low for c in cis], [c.high for c in cis], color=line.get_color(), alpha=0.15)
     ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -114,6 +114,16 @@ class Run:
     def history(self) -> list[dict]:
         return self.record["history"]
 
+    @property
+    def test_images(self) -> int:
+        """How many test images each epoch's ``test_acc`` was measured on."""
+        return min(self.record["config"]["eval_images"], self.record["data"]["n_test"])
+
+    @property
+    def guard_images(self) -> int:
+        """How many training images each epoch's ``guard_pgd5`` was measured on (one batch)."""
+        return self.record["config"]["batch_size"]
+
 
 # -- the loop ------------------------------------------------------------------------------------
 

@@ -224,3 +224,20 @@ def test_the_checklist_table_gives_each_accuracy_its_interval_and_leaves_other_v
     assert not any(attacks.is_accuracy_check(n) for n in ("adversarial inputs within the eps-ball",
                                                           "adversarial inputs within [0, 1]",
                                                           "no image has a zero input gradient"))
+
+
+def test_learning_curves_draw_each_accuracys_interval_as_a_band_when_told_its_images():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.collections import PolyCollection
+    from kafnotes import plots, stats
+    from kafnotes.training import Run
+    history = [{"epoch": 1, "test_acc": 0.2}, {"epoch": 2, "test_acc": 0.5}]
+    run = Run(model=None, record={"history": history, "config": {"eval_images": 500, "batch_size": 128},
+                                  "data": {"n_test": 300}}, path=None)
+    assert run.test_images == 300 and run.guard_images == 128  # the test set is smaller than eval_images
+    fig = plots.learning_curves({"relu": run.history}, n={"relu": run.test_images})
+    (band,) = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
+    lows = sorted(set(band.get_paths()[0].vertices[:, 1].round(6)))
+    assert round(stats.wilson_count(60, 300).low, 6) in lows and round(stats.wilson_count(150, 300).high, 6) in lows
+    assert not [c for c in plots.learning_curves({"relu": run.history}).axes[0].collections]  # no n, no band
