@@ -18,9 +18,21 @@ from kafnotes.profiles import get_profile  # noqa: E402
 from kafnotes.training import TrainConfig  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "runs"
-# Seconds a run still training was stopped (SIGSTOP) while other work had the cores, by run folder:
-# kept here until the run lands; a finished record's own `paused_seconds` takes precedence.
+# Seconds a run still training was stopped (SIGSTOP) while other work had the cores, by run folder and
+# epoch: kept here until the run lands; a finished record's own `paused_seconds` takes precedence.
 PAUSES = json.loads((RUNS.parent / "pauses.json").read_text()) if (RUNS.parent / "pauses.json").exists() else {}
+
+
+def paused_seconds(run: Path, record: dict) -> float:
+    """The record's own ``paused_seconds``, else its pauses.json entry when the epoch it names took at
+    least that long (an epoch re-run from a checkpoint on another machine was not paused)."""
+    if "paused_seconds" in record:
+        return record["paused_seconds"]
+    pause = PAUSES.get(run.name)
+    epochs = record.get("seconds_per_epoch", [])
+    if not pause or len(epochs) < pause["epoch"] or epochs[pause["epoch"] - 1] < pause["seconds"]:
+        return 0
+    return pause["seconds"]
 
 
 def pgd20(run: Path):
@@ -34,8 +46,7 @@ def main():
         record = json.loads((run / "record.json").read_text())
         evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
         pgd = pgd20(run)
-        paused = record.get("paused_seconds", PAUSES.get(run.name, 0))  # SIGSTOP time
-        seconds = (sum(record.get("seconds_per_epoch", [])) - paused
+        seconds = (sum(record.get("seconds_per_epoch", [])) - paused_seconds(run, record)  # SIGSTOP time
                    + sum(e.get("seconds", 0) for e in evals))
         hours += seconds / 3600
         c = record["config"]
