@@ -297,7 +297,7 @@ def with_intervals(df: pd.DataFrame, columns, n: int) -> pd.DataFrame:
     95% Wilson interval from its count on ``n`` images (for records that keep no per-image mask)."""
     df = df.copy()
     for c in columns:
-        df[c] = [stats.format_interval(stats.wilson_count(round(v / 100 * n), n)) if pd.notna(v) else ""
+        df[c] = [stats.format_interval(stats.wilson_accuracy(v / 100, n)) if pd.notna(v) else ""
                  for v in df[c]]
     return df
 
@@ -306,7 +306,7 @@ def checklist_table(checks: dict, n: int) -> pd.DataFrame:
     """The Carlini et al. checklist, one column per model (``checks``: model -> its checks): ✓ or ✗,
     then the value; an accuracy in % with its 95% interval on the ``n`` images the checklist ran on."""
     def cell(name: str, check: dict) -> str:
-        value = (stats.format_interval(stats.wilson_count(round(check["value"] * n), n))
+        value = (stats.format_interval(stats.wilson_accuracy(check["value"], n))
                  if attacks.is_accuracy_check(name) else f"{check['value']:.3f}")
         return ("✓ " if check["ok"] else "✗ ") + value
     return pd.DataFrame({model: {name: cell(name, c) for name, c in cs.items()} for model, cs in checks.items()})

@@ -117,7 +117,7 @@ def learning_curves(runs: dict, key: str = "test_acc", ax=None, n: int | dict | 
         (line,) = ax.plot(epochs, ys, marker=".", label=label)
         m = n.get(label) if isinstance(n, dict) else n
         if m:
-            cis = [stats.wilson_count(round(v * m), m) for v in ys]
+            cis = [stats.wilson_accuracy(v, m) for v in ys]
             ax.fill_between(epochs, [c.low for c in cis], [c.high for c in cis], color=line.get_color(), alpha=0.15)
     ax.set(xlabel="epoch", ylabel=key.replace("_", " "))
     ax.grid(alpha=0.3)
@@ -194,7 +194,7 @@ def robustness_curve(xs, accs: dict, xlabel: str, ax=None, title="", n: int | No
     for label, ys in accs.items():
         ys = np.asarray(ys, dtype=float)
         if n:
-            cis = [stats.wilson_count(round(v * n), n) for v in ys]
+            cis = [stats.wilson_accuracy(v, n) for v in ys]
             err = [100 * (ys - [c.low for c in cis]), 100 * (np.array([c.high for c in cis]) - ys)]
             ax.errorbar(xs, ys * 100, yerr=err, marker="o", ms=4, elinewidth=0.8, capsize=2, label=label)
         else:

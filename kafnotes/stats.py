@@ -82,6 +82,11 @@ def wilson_count(successes: int, n: int, confidence: float = CONFIDENCE) -> Inte
     return Interval(successes / n, float(ci.low), float(ci.high), int(n))
 
 
+def wilson_accuracy(accuracy: float, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """The same from an accuracy (a fraction) measured on ``n`` images: its count is accuracy * n."""
+    return wilson_count(round(accuracy * n), n, confidence)
+
+
 def paired(a, b, confidence: float = CONFIDENCE, images_a: str | None = None,
            images_b: str | None = None) -> Paired:
     """Compare two masks over the same images.

@@ -158,3 +158,8 @@ def test_a_seed_only_one_side_has_stays_out_of_the_paired_test():
     assert table.loc["kaf", "diff"] == pytest.approx(expected.diff) and table.loc["kaf", "p"] == pytest.approx(expected.p_value)
     assert table.loc["relu", "acc"] == pytest.approx(np.concatenate([base0, base1]).mean())
     assert table.loc["relu", "n"] == 800 and table.loc["kaf", "n"] == 400
+
+
+def test_an_accuracy_known_as_a_fraction_gets_the_interval_of_its_count():
+    assert stats.wilson_accuracy(0.08, 100) == stats.wilson_count(8, 100)
+    assert stats.wilson_accuracy(1 / 3, 300) == stats.wilson_count(100, 300)  # rounds, not truncates
