@@ -152,13 +152,25 @@ def schedule_sentence(P: dict) -> str:
 AT_CHANCE = 0.15  # a clean accuracy below this is within 5 points of CIFAR-10's 10% chance
 
 
-def results_row(run, ev: dict, **columns) -> dict:
+def results_row(runs, evs, **columns) -> dict:
     """One table row; its note says why a row's accuracy should not be read as the activation's:
-    the training went wrong (``training_note``) or the model ended within 5 points of chance."""
-    notes = [training_note(run.record)]
-    if ev["clean"] < AT_CHANCE:
-        notes.append("at chance")
-    return {**columns, "clean": ev["clean"], "robust": ev["robust"], "note": "; ".join(n for n in notes if n)}
+    the training went wrong (``training_note``) or the model ended within 5 points of chance.
+
+    ``runs`` and ``evs`` are one run and its evaluation, or one of each per seed (same order): the
+    row then holds the mean over seeds, and the note names each seed whose run is flagged
+    ("seed 1: overfitting (...)"), so one seed's collapse is not hidden behind another's success."""
+    runs = runs if isinstance(runs, (list, tuple)) else [runs]
+    evs = evs if isinstance(evs, (list, tuple)) else [evs]
+    if len(runs) != len(evs):
+        raise ValueError(f"results_row needs one evaluation per run (got {len(runs)} runs, {len(evs)} evaluations)")
+    notes = ["; ".join(n for n in (training_note(run.record), "at chance" if ev["clean"] < AT_CHANCE else "") if n)
+             for run, ev in zip(runs, evs)]
+    if len(runs) == 1:
+        note = notes[0]
+    else:
+        note = "; ".join(f"seed {run.record['config']['seed']}: {n}" for run, n in zip(runs, notes) if n)
+    mean = mean_over_seeds(evs)
+    return {**columns, "clean": mean["clean"], "robust": mean["robust"], "note": note}
 
 
 def training_note(record: dict, blowup: float = 10.0) -> str:
@@ -312,9 +324,11 @@ def checklist_table(checks: dict, n: int) -> pd.DataFrame:
     return pd.DataFrame({model: {name: cell(name, c) for name, c in cs.items()} for model, cs in checks.items()})
 
 
-def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust accuracy") -> str:
+def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust accuracy",
+                        first_seed: int = 0) -> str:
     """The sentence a chapter may say about its ranking, from the paired tests (``separated``): which
-    entries the data place above or below ``baseline``, and which they cannot tell apart from it."""
+    entries the data place above or below ``baseline``, and which they cannot tell apart from it; for
+    entries with several seeds (from ``first_seed``), what the pooled test hides (``seeds_sentence``)."""
     if baseline not in evals or len(evals) < 2:
         return f"No paired test here: it needs {baseline} and at least one other entry evaluated on the same images."
     groups = separated(evals, baseline)
@@ -331,7 +345,72 @@ def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust
     if groups["not separated"]:
         said += (f" The data cannot separate {', '.join(groups['not separated'])} from {baseline} at this scale, "
                  "so the table does not rank them against it.")
-    return said
+    seeds = seeds_sentence(evals, baseline, first_seed)
+    return f"{said} {seeds}" if seeds else said
+
+
+COLLAPSED = 0.05  # robust accuracy under this with clean accuracy above chance: catastrophic overfitting
+
+
+def collapsed(ev: dict) -> bool:
+    """Whether an evaluation shows catastrophic overfitting: robust accuracy under 5% while the model
+    learned (clean accuracy not within 5 points of chance)."""
+    return ev["robust"] < COLLAPSED and ev["clean"] >= AT_CHANCE
+
+
+def seeds_sentence(evals: dict, baseline: str = "relu", first_seed: int = 0) -> str:
+    """What a table pooled over seeds hides, for the prose beside it ('' when every entry has one seed).
+
+    ``evals`` maps a name to its per-seed evaluations (seeds ``first_seed``, ``first_seed`` + 1, ...).
+    Says which seeds an entry with fewer seeds is paired on; gives each entry with several seeds
+    against ``baseline`` seed by seed (McNemar, unadjusted); and where some seed of either collapsed
+    (``collapsed``), the paired test over the seeds where neither did (Holm over those entries), since a
+    pooled difference against a collapsed run measures the collapse, not the activation."""
+    per_seed = {name: ev if isinstance(ev, list) else [ev] for name, ev in evals.items()}
+    if baseline not in per_seed or max(len(evs) for evs in per_seed.values()) < 2:
+        return ""
+    base = per_seed[baseline]
+    seed_of = lambda i: first_seed + i
+    parts = []
+    by_common = {}  # entries with another number of seeds than the baseline: paired on the seeds both have
+    for name, evs in per_seed.items():
+        if name != baseline and len(evs) != len(base):
+            by_common.setdefault(min(len(evs), len(base)), []).append(name)
+    for common, names in sorted(by_common.items()):
+        parts.append(f"{prose.listing(names)} {'is' if len(names) == 1 else 'are'} paired with {baseline} on "
+                     f"seed{'s' if common > 1 else ''} {prose.listing([str(seed_of(i)) for i in range(common)])} "
+                     "only, the seeds both have.")
+    several = [name for name, evs in per_seed.items() if name != baseline and min(len(evs), len(base)) > 1]
+    for name in several:
+        tests = [stats.paired(stats.as_mask(a["robust_images"], name), stats.as_mask(b["robust_images"], baseline))
+                 for a, b in zip(per_seed[name], base)]
+        parts.append(f"Seed by seed, {name} minus {baseline} is " + prose.listing(
+            [f"{stats.format_diff(t)} (seed {seed_of(i)}, p = {t.p_value:.2g})" for i, t in enumerate(tests)])
+            + " points.")
+    down = [f"{name}'s seed {seed_of(i)} (robust {stats.format_interval(stats.wilson(stats.as_mask(ev['robust_images'])))}"
+            f"%, clean {100 * ev['clean']:.1f}%)"
+            for name, evs in per_seed.items() for i, ev in enumerate(evs) if collapsed(ev)]
+    if not down:
+        return " ".join(parts)
+    parts.append(f"Catastrophic overfitting (under {COLLAPSED:.0%} robust accuracy while clean accuracy is above "
+                 f"chance) took {prose.listing(down)}; a pooled difference against a collapsed run measures the "
+                 "collapse, not the activation.")
+    kept = {}
+    for name in several:
+        seeds = [i for i, (a, b) in enumerate(zip(per_seed[name], base)) if not (collapsed(a) or collapsed(b))]
+        if 0 < len(seeds) < min(len(per_seed[name]), len(base)):
+            kept[name] = (seeds, stats.paired_seeds([per_seed[name][i]["robust_images"] for i in seeds],
+                                                    [base[i]["robust_images"] for i in seeds]))
+    p_holm = dict(zip(kept, stats.holm([t.p_value for _, t in kept.values()])))
+    for name, (seeds, t) in kept.items():
+        verdict = "separated" if p_holm[name] <= stats.ALPHA else "not separated"
+        parts.append(f"Over seed{'s' if len(seeds) > 1 else ''} {prose.listing([str(seed_of(i)) for i in seeds])}, "
+                     f"where neither collapsed, {name} minus {baseline} is "
+                     f"{stats.format_diff(t)} points (McNemar p = {t.p_value:.2g}, Holm {p_holm[name]:.2g}): "
+                     f"{verdict}.")
+    if kept:
+        parts.append(f"How often each activation collapses is another question, which {len(base)} seeds cannot answer.")
+    return " ".join(parts)
 
 
 def method_comparison(first: dict, second: dict, labels=("FGSM-RS", "N-FGSM"), key: str = "activation",

@@ -41,15 +41,16 @@ def retrained(P: dict, cifar, activations, seed: int = 0, variant: str = "thesis
     return evals
 
 
-def retrained_sentence(evals: dict, P: dict, kaf: str = "kaf") -> str:
-    """KAF against ReLU, both retrained (pooled over seeds), and what the paired tests separate."""
+def retrained_sentence(evals: dict, P: dict, kaf: str = "kaf", first_seed: int = 0) -> str:
+    """KAF against ReLU, both retrained (pooled over seeds), what the paired tests separate, and what
+    pooling hides: each seed, and a seed whose run collapsed (``chapter.seeds_sentence``)."""
     masks = {name: stats.pooled([e["robust_images"] for e in evs]) for name, evs in evals.items()}
     test = stats.paired_seeds(*([e["robust_images"] for e in evals[a]] for a in (kaf, BASELINE)))
     seeds = min(len(evals[kaf]), len(evals[BASELINE]))  # the seeds the paired test pairs
     said = (f"Retrained here ({seeds} seed{'s' if seeds > 1 else ''} each, PGD-{P['pgd_steps']} on the true labels), "
             f"{kaf} scores {stats.wilson(masks[kaf])} and {BASELINE} {stats.wilson(masks[BASELINE])}: "
             f"{kaf} minus {BASELINE} is {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g}).")
-    return said + " " + chapter.separation_sentence(evals, BASELINE, what="PGD accuracy")
+    return said + " " + chapter.separation_sentence(evals, BASELINE, what="PGD accuracy", first_seed=first_seed)
 
 
 def published(P: dict, x, y, names=None) -> dict:

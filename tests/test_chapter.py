@@ -108,6 +108,56 @@ def test_the_ranking_sentence_says_only_what_the_test_supports():
     assert "separate nothing from relu" in said
 
 
+def test_a_row_over_seeds_names_each_flagged_seed():
+    healthy = SimpleNamespace(record={**_record([3.4, 2.1]), "config": {"seed": 0}})
+    exploded = SimpleNamespace(record={**_record([37.5, 4.8e8]), "config": {"seed": 1}})
+    row = chapter.results_row([healthy, exploded], [{"clean": 0.6, "robust": 0.3}, {"clean": 0.112, "robust": 0.0}])
+    assert row["note"] == "seed 1: loss exploded (to 4.8e+08); at chance"
+    assert row["clean"] == (0.6 + 0.112) / 2 and row["robust"] == 0.15
+    assert chapter.results_row([healthy, healthy], [{"clean": 0.6, "robust": 0.3}] * 2)["note"] == ""
+    try:
+        chapter.results_row([healthy, exploded], [{"clean": 0.6, "robust": 0.3}])
+    except ValueError as err:
+        assert "one evaluation per run (got 2 runs, 1 evaluations)" in str(err)
+    else:
+        raise AssertionError("a missing evaluation must fail")
+
+
+def _seeds(collapse_relu_seed1: bool):
+    """relu and kaf with two seeds, elu with one; kaf right on 6 images relu gets wrong and wrong on 2
+    it gets right, of 1000 (not separable); relu's seed 1 at 0% robust (collapsed) or like kaf's."""
+    rng = np.random.default_rng(3)
+    clean = rng.random(1000) < 0.6
+    base = [rng.random(1000) < 0.3 for _ in range(2)]
+    kaf = [b.copy() for b in base]
+    for k, b in zip(kaf, base):
+        k[np.flatnonzero(~b)[:6]] = True
+        k[np.flatnonzero(b)[:2]] = False
+    relu = [base[0], np.zeros(1000, bool) if collapse_relu_seed1 else base[1]]
+    return {"relu": [_ev(clean, m) for m in relu], "kaf": [_ev(clean, m) for m in kaf], "elu": [_ev(clean, base[0])]}
+
+
+def test_the_ranking_sentence_shows_what_pooling_over_seeds_hides():
+    said = chapter.separation_sentence(_seeds(collapse_relu_seed1=True), first_seed=4)
+    assert "place kaf above relu" in said  # the pooled test, driven by relu's collapsed seed
+    assert "elu is paired with relu on seed 4 only, the seeds both have." in said
+    assert "Seed by seed, kaf minus relu is +0.4 [" in said and "(seed 4, p = " in said and "(seed 5, p = " in said
+    assert "took relu's seed 5 (robust 0.0 [0.0, 0.4]%, clean" in said
+    assert "Over seed 4, where neither collapsed, kaf minus relu is +0.4 [" in said and ": not separated." in said
+    healthy = chapter.seeds_sentence(_seeds(collapse_relu_seed1=False))
+    assert "Seed by seed" in healthy and "Catastrophic" not in healthy and "where neither collapsed" not in healthy
+    one_seed = {name: evs[:1] for name, evs in _seeds(collapse_relu_seed1=True).items()}
+    assert chapter.seeds_sentence(one_seed) == ""
+    assert chapter.separation_sentence(one_seed) == chapter.separation_sentence(
+        {name: evs[0] for name, evs in one_seed.items()})
+
+
+def test_collapse_needs_a_model_that_learned():
+    assert chapter.collapsed({"clean": 0.66, "robust": 0.0})
+    assert not chapter.collapsed({"clean": 0.12, "robust": 0.0})  # at chance: never learned, nothing collapsed
+    assert not chapter.collapsed({"clean": 0.62, "robust": 0.067})  # overfit, but not to under 5%
+
+
 def _guarded(rows, n_train=50000, batch_size=128):
     history = [{"epoch": i + 1, "loss": 2.0, "train_acc": t, "guard_pgd5": g / 128} for i, (t, g) in enumerate(rows)]
     return {"flags": {"diverged": False, "early_stopped_epoch": None}, "history": history,

@@ -32,6 +32,8 @@ def test_retrained_sentence_pools_seeds_and_ranks_only_what_the_test_separates()
     said = findings.retrained_sentence(evals, {"pgd_steps": 20})
     assert "(2 seeds each, PGD-20" in said and "kaf minus relu is +4.0 [" in said
     assert "place kaf above relu" in said and "cannot separate elu from relu" in said
+    assert "Seed by seed, kaf minus relu is +4.0 [" in findings.retrained_sentence(evals, {"pgd_steps": 20})
+    assert "(seed 7, p = " in findings.retrained_sentence(evals, {"pgd_steps": 20}, first_seed=6)
 
 
 def _published(n=400, seed=0):
