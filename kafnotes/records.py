@@ -35,7 +35,7 @@ def forbid_computing(what: str | os.PathLike):
         raise MissingRecord(
             f"no record for {what} (numerics version {NUMERICS_VERSION}), and {ENV_RECORDS_ONLY}=1 forbids "
             f"computing it. Run the chapter without {ENV_RECORDS_ONLY} to compute it (see the README's "
-            f"'Rebuilding the study edition'), or bump nothing and check that the committed records match "
+            f"'The study edition'), or bump nothing and check that the committed records match "
             f"this config.")
 
 

@@ -120,6 +120,13 @@ class Run:
         return min(self.record["config"]["eval_images"], self.record["data"]["n_test"])
 
     @property
+    def epoch_seconds(self) -> float:
+        """Mean wall time of a training epoch, less the time the process was stopped while training
+        (``paused_seconds``, recorded when another job needed the cores alone)."""
+        times = self.record["seconds_per_epoch"]
+        return (sum(times) - self.record.get("paused_seconds", 0)) / max(len(times), 1)
+
+    @property
     def guard_images(self) -> int:
         """How many training images each epoch's ``guard_pgd5`` was measured on (one batch)."""
         return self.record["config"]["batch_size"]

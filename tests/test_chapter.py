@@ -291,3 +291,11 @@ def test_learning_curves_draw_each_accuracys_interval_as_a_band_when_told_its_im
     lows = sorted(set(band.get_paths()[0].vertices[:, 1].round(6)))
     assert round(stats.wilson_count(60, 300).low, 6) in lows and round(stats.wilson_count(150, 300).high, 6) in lows
     assert not [c for c in plots.learning_curves({"relu": run.history}).axes[0].collections]  # no n, no band
+
+
+def test_an_epochs_time_leaves_out_the_time_the_run_was_stopped():
+    from kafnotes.training import Run
+    record = {"seconds_per_epoch": [400.0, 900.0, 410.0]}
+    assert Run(model=None, record=record, path=None).epoch_seconds == 570.0
+    stopped = Run(model=None, record={**record, "paused_seconds": 480.0}, path=None)  # SIGSTOP in epoch 2
+    assert stopped.epoch_seconds == 410.0
