@@ -9,6 +9,7 @@ paired with ReLU), and chapter 7's published models.
 """
 
 import json
+import textwrap
 import sys
 from pathlib import Path
 
@@ -79,8 +80,9 @@ def chapter5():
     evals = {m: {a: [e for _, e in sorted(acts[a], key=lambda r: r[0])] for a in order if a in acts}
              for m, acts in by_method.items()}
     if "relu" in evals.get("fgsm_rs", {}):
-        print("\nchapter 5 so far (FGSM-RS, PGD-20 on the true labels):")
+        print("\nchapter 5 (FGSM-RS, PGD-20 on the true labels):")
         print(chapter.intervals(evals["fgsm_rs"]).to_string(index=False))
+        print(textwrap.fill(chapter.seeds_sentence(evals["fgsm_rs"]), 110))
     for act, runs in evals.get("n_fgsm", {}).items():
         if act in evals.get("fgsm_rs", {}):
             test = stats.paired_seeds([e["robust_images"] for e in runs],
