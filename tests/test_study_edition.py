@@ -34,6 +34,7 @@ def stand_in() -> Path | None:
 
 def complete_chapters() -> list[str]:
     chapters = json.loads(EDITION.read_text())["complete"]
+    assert chapters, f"{EDITION} lists no chapter (`kafnotes run` with none would execute every chapter)"
     known = {p.name[:2] for p in (ROOT / "book").glob("[0-9][0-9]_*.ipynb")}
     unknown = sorted(set(chapters) - known)
     assert not unknown, f"{EDITION} lists chapters the book does not have: {unknown}"
