@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from . import activations
+from . import activations, records
 
 
 def activation_layers(model: keras.Model) -> list:
@@ -81,6 +84,46 @@ def norm_trace(model: keras.Model, cifar, steps: int = 20, lr: float = 0.1, batc
     if tensorboard_dir:
         write_tensorboard(trace, tensorboard_dir)
     return trace
+
+
+def resnet_norm_trace(depth: int, activation: str, cifar, steps: int, lr: float = 0.1, batch_size: int = 128,
+                      clipnorm: float | None = None, variant: str = "thesis", seed: int = 0,
+                      runs: str | os.PathLike | None = None, **act_options) -> pd.DataFrame:
+    """``norm_trace`` of a fresh ResNet``depth`` (plain SGD at ``lr``), stored as a record in ``runs``
+    and read back when asked again, so a rebuilt chapter 4 does not train (the published edition)."""
+    from . import models, settings
+    spec = {"norm_trace": {"arch": f"resnet{depth}", "activation": activation, "variant": variant,
+                           "act_options": act_options, "steps": steps, "lr": lr, "batch_size": batch_size,
+                           "optimizer": "sgd", "momentum": 0.0, "clipnorm": clipnorm, "seed": seed,
+                           "dtype": keras.config.floatx()},
+            "data": {"n_train": len(cifar.x_train), "checksum": cifar.checksum}}
+    path = Path(runs or records.runs_dir()) / f"normtrace-resnet{depth}-{activation}-{records.config_key(spec)}.json"
+
+    def compute():
+        settings.setup(seed)  # every trace starts from the same seed
+        model = models.resnet(depth, activation, variant=variant, **act_options)
+        trace = norm_trace(model, cifar, steps=steps, lr=lr, batch_size=batch_size, clipnorm=clipnorm, seed=seed)
+        return {**spec, "trace": _trace_columns(trace)}
+
+    return _trace_frame(records.reuse_or_record(path, compute)["trace"])
+
+
+def _trace_columns(trace: pd.DataFrame) -> dict:
+    """A trace as per-step lists (one value per layer), several times smaller than its rows in JSON."""
+    layers = list(trace[trace["step"] == 1].sort_values("depth")["layer"])
+    by_step = trace.sort_values(["step", "depth"]).groupby("step")
+    return {"layers": layers, "loss": [float(v) for v in by_step["loss"].first()],
+            "weight_norm": [[float(v) for v in g["weight_norm"]] for _, g in by_step],
+            "grad_norm": [[float(v) for v in g["grad_norm"]] for _, g in by_step]}
+
+
+def _trace_frame(columns: dict) -> pd.DataFrame:
+    """``norm_trace``'s rows back from ``_trace_columns``."""
+    rows = [{"step": step, "layer": layer, "depth": depth, "loss": loss, "weight_norm": w, "grad_norm": g,
+             "finite": bool(np.isfinite(g))}
+            for step, (loss, ws, gs) in enumerate(zip(columns["loss"], columns["weight_norm"], columns["grad_norm"]), 1)
+            for depth, (layer, w, g) in enumerate(zip(columns["layers"], ws, gs), 1)]
+    return pd.DataFrame(rows)
 
 
 def write_tensorboard(trace: pd.DataFrame, logdir: str):

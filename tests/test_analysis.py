@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from kafnotes import analysis, attacks, models
 
@@ -28,3 +29,22 @@ def test_norm_trace_marks_explosions_and_writes_tensorboard(sample, tmp_path):
     bad.loc[(bad["step"] == 2) & (bad["depth"] <= 3), ["grad_norm", "finite"]] = [np.nan, False]
     assert analysis.first_nonfinite(bad) == {"step": 2, "layers": 3, "deepest_layer": "s1b1_conv2",
                                              "shallowest_layer": "conv0"}
+
+
+def test_a_resnet_norm_trace_is_recorded_and_read_back_without_training(sample, runs, monkeypatch):
+    """Chapter 4's traces are records, so the published edition rebuilds them without training."""
+    from kafnotes import records
+    first = analysis.resnet_norm_trace(20, "kaf", sample, steps=2, batch_size=16, runs=runs)
+    (path,) = runs.glob("normtrace-resnet20-kaf-*.json")
+    monkeypatch.setenv(records.ENV_RECORDS_ONLY, "1")  # a second call must read, not train
+    again = analysis.resnet_norm_trace(20, "kaf", sample, steps=2, batch_size=16, runs=runs)
+    assert again.equals(first) and len(first) == 2 * 22
+    # inf and NaN survive the record, and the finite column is recomputed from them
+    columns = analysis._trace_columns(first)
+    columns["grad_norm"][1][:2] = [np.inf, np.nan]
+    frame = analysis._trace_frame(columns)
+    assert list(frame["finite"]).count(False) == 2 and analysis.first_nonfinite(frame)["step"] == 2
+    # another setting is another record, and without it records-only refuses to train
+    with pytest.raises(records.MissingRecord, match="normtrace-resnet20-kaf"):
+        analysis.resnet_norm_trace(20, "kaf", sample, steps=2, batch_size=16, clipnorm=1.0, runs=runs)
+    assert [p.name for p in runs.glob("normtrace-*.json")] == [path.name]
