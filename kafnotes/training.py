@@ -403,6 +403,7 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
         rec = records.read_json(path)
     else:
         records.forbid_computing(path)
+        t0 = time.perf_counter()
         settings.setup(config.seed)
         sweep = dataclasses.replace(config, schedule="constant")
         model, optimizer = build(sweep, 1)
@@ -417,7 +418,8 @@ def lr_range_test(config: TrainConfig, cifar: data.Cifar10, steps: int = 100, lr
             losses.append(loss if np.isfinite(loss) else float("inf"))
             if len(losses) >= steps or losses[-1] > 4 * min(losses) + 1:  # done, or blown up
                 break
-        rec = {**ident, "lrs": lrs, "losses": losses, "environment": records.environment()}
+        rec = {**ident, "lrs": lrs, "losses": losses, "seconds": time.perf_counter() - t0,
+               "environment": records.environment()}
         records.write_json(path, rec)
     lr_min, lr_max, smoothed, reliable = suggest_range(rec["lrs"], rec["losses"])
     return LRFinderResult(np.asarray(rec["lrs"]), np.asarray(rec["losses"]), smoothed, lr_min, lr_max, reliable)

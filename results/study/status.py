@@ -5,7 +5,8 @@
 Each run: its status, epochs, its schedule, the note chapter 5 would print, clean and PGD-20 accuracy on the
 test images with 95% Wilson intervals, and the compute it took (training and evaluation). Then chapter 5's
 table as far as its records go (the runs on the profile's schedule, pooled over seeds, each activation
-paired with ReLU), and chapter 7's published models.
+paired with ReLU), chapter 7's published models, and the compute of every record by the chapter that
+first asks for it.
 """
 
 import json
@@ -63,6 +64,7 @@ def main():
     print(f"compute in these training runs: {hours:.1f} h on 2 cores")
     chapter5()
     published()
+    ledger()
 
 
 def chapter5():
@@ -115,6 +117,58 @@ def published():
         parts = ", ".join(f"{k} {v / 60:.0f}" for k, v in sorted(entry["seconds"].items()))
         print(f"{name:40s} {seconds / 60:4.0f} min ({parts})  " + "  ".join(sorted(entry["line"], reverse=True)))
     print(f"compute in chapter 7's records: {total:.1f} h on 2 cores ({len(models)} of 13 published models)")
+
+
+def on_study_schedule(config: dict) -> bool:
+    P = get_profile("study")
+    return (config["lr"], config["lr_min"], config["momentum"]) == (P["adv_lr_max"], P["adv_lr_min"], P["adv_momentum"])
+
+
+def chapter_of(record: dict, run: dict | None = None) -> str:
+    """The chapter that first asks for a record (chapters 6 and 8 reuse chapter 5's runs, chapter 8
+    chapter 7's records); ``run`` is the training record an evaluation sits beside."""
+    if run is None:
+        c = record["config"]
+        if c["arch"] == "light_cnn":
+            return "1, 2, 6: light CNNs"
+        if c["arch"] == "vgg":
+            return "3: VGG"
+        if c["method"] == "standard":
+            return "4: clean ResNets"
+        return "5: ResNet20 training" if on_study_schedule(c) else "not in the edition: the thesis' schedule"
+    kind = chapter_of(run)
+    if kind.startswith("5"):  # chapter 5 asks for PGD-20 on the labels; the other attacks are chapter 6's
+        attack = record["attack"]
+        plain = attack.get("steps") == 20 and not {"loss", "labels", "transfer_from", "attacks"} & set(attack)
+        return "5: PGD-20" if plain else "6: stronger attacks"
+    return kind
+
+
+def ledger():
+    """Compute by chapter: training epochs (less the time a run was stopped) and each record's seconds."""
+    hours = {}
+    for path in sorted(RUNS.glob("*.json")):  # chapter 3's range finder, chapter 4's traces
+        record = json.loads(path.read_text())
+        kind = "4: clean ResNets" if path.name.startswith("normtrace-") else "3: VGG"
+        hours[kind] = hours.get(kind, 0) + record.get("seconds", 0) / 3600
+    for run in sorted(p for p in RUNS.iterdir() if (p / "record.json").exists()):
+        record = json.loads((run / "record.json").read_text())
+        kind = chapter_of(record)
+        seconds = sum(record.get("seconds_per_epoch", [])) - paused_seconds(run, record)
+        hours[kind] = hours.get(kind, 0) + seconds / 3600
+        for e in sorted(run.glob("eval-*.json")):
+            evaluation = json.loads(e.read_text())
+            k = chapter_of(evaluation, record)
+            hours[k] = hours.get(k, 0) + evaluation.get("seconds", 0) / 3600
+    for path in (RUNS / "published").glob("*.json"):
+        record = json.loads(path.read_text())
+        seconds = record.get("seconds", 0) - record.get("paused_seconds", 0)
+        hours["7: published models"] = hours.get("7: published models", 0) + seconds / 3600
+    print("\ncompute by chapter (hours on 2 cores, as measured: runs that shared the cores count their shared time):")
+    for kind in sorted(hours):
+        print(f"  {kind:45s} {hours[kind]:5.1f}")
+    edition = sum(h for k, h in hours.items() if not k.startswith("not"))
+    print(f"  {'the edition':45s} {edition:5.1f}")
 
 
 if __name__ == "__main__":
