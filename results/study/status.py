@@ -37,9 +37,24 @@ def paused_seconds(run: Path, record: dict) -> float:
     return pause["seconds"]
 
 
+def record_seconds(record: dict) -> float:
+    """A record's compute, less the time its process was stopped (SIGSTOP) while another job had the cores."""
+    return record.get("seconds", 0) - record.get("paused_seconds", 0)
+
+
+def training_seconds(run: Path, record: dict) -> float:
+    """A training run's epochs, less the time it was stopped."""
+    return sum(record.get("seconds_per_epoch", [])) - paused_seconds(run, record)
+
+
+def is_pgd20(attack: dict) -> bool:
+    """Chapter 5's evaluation: PGD-20 with cross-entropy on the true labels, on the model itself."""
+    return attack.get("steps") == 20 and not {"loss", "labels", "transfer_from", "attacks"} & set(attack)
+
+
 def pgd20(run: Path):
     evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
-    return next((e for e in evals if e.get("attack", {}).get("steps") == 20 and "loss" not in e["attack"]), None)
+    return next((e for e in evals if is_pgd20(e.get("attack", {}))), None)
 
 
 def main():
@@ -48,8 +63,7 @@ def main():
         record = json.loads((run / "record.json").read_text())
         evals = [json.loads(e.read_text()) for e in sorted(run.glob("eval-*.json"))]
         pgd = pgd20(run)
-        seconds = (sum(record.get("seconds_per_epoch", [])) - paused_seconds(run, record)  # SIGSTOP time
-                   + sum(e.get("seconds", 0) for e in evals))
+        seconds = training_seconds(run, record) + sum(record_seconds(e) for e in evals)
         hours += seconds / 3600
         c = record["config"]
         step = TrainConfig(**c).step_size / c["eps"]  # the config's own default when fgsm_alpha is None
@@ -75,8 +89,7 @@ def chapter5():
     for run in sorted(p for p in RUNS.iterdir() if (p / "record.json").exists()):
         record, pgd = json.loads((run / "record.json").read_text()), pgd20(run)
         c = record["config"]
-        if (record["status"] == "finished" and pgd and c["epochs"] == P["adv_epochs"] and c["lr"] == P["adv_lr_max"]
-                and c["lr_min"] == P["adv_lr_min"] and c["momentum"] == P["adv_momentum"]):
+        if record["status"] == "finished" and pgd and c["epochs"] == P["adv_epochs"] and on_study_schedule(c):
             by_method.setdefault(c["method"], {}).setdefault(c["activation"], []).append((c["seed"], pgd))
     order = P["resnet_activations"] + sorted({a for acts in by_method.values() for a in acts} - set(P["resnet_activations"]))
     evals = {m: {a: [e for _, e in sorted(acts[a], key=lambda r: r[0])] for a in order if a in acts}
@@ -103,8 +116,7 @@ def published():
         name, kind = path.stem.rsplit("-", 1)[0].split("-", 1)  # <model>-<kind>-<key>
         record = json.loads(path.read_text())
         entry = models.setdefault(name, {"seconds": {}, "line": []})
-        # paused_seconds: time the process was stopped (SIGSTOP) while another job had the cores
-        entry["seconds"][kind] = entry["seconds"].get(kind, 0) + record.get("seconds", 0) - record.get("paused_seconds", 0)
+        entry["seconds"][kind] = entry["seconds"].get(kind, 0) + record_seconds(record)
         if kind == "audit":
             r = record["result"]
             entry["line"].append(f"PGD-20 {stats.wilson(r['pgd_images'])} on {len(r['pgd_images'])}")
@@ -138,9 +150,7 @@ def chapter_of(record: dict, run: dict | None = None) -> str:
         return "5: ResNet20 training" if on_study_schedule(c) else "not in the edition: the thesis' schedule"
     kind = chapter_of(run)
     if kind.startswith("5"):  # chapter 5 asks for PGD-20 on the labels; the other attacks are chapter 6's
-        attack = record["attack"]
-        plain = attack.get("steps") == 20 and not {"loss", "labels", "transfer_from", "attacks"} & set(attack)
-        return "5: PGD-20" if plain else "6: stronger attacks"
+        return "5: PGD-20" if is_pgd20(record["attack"]) else "6: stronger attacks"
     return kind
 
 
@@ -150,20 +160,18 @@ def ledger():
     for path in sorted(RUNS.glob("*.json")):  # chapter 3's range finder, chapter 4's traces
         record = json.loads(path.read_text())
         kind = "4: clean ResNets" if path.name.startswith("normtrace-") else "3: VGG"
-        hours[kind] = hours.get(kind, 0) + record.get("seconds", 0) / 3600
+        hours[kind] = hours.get(kind, 0) + record_seconds(record) / 3600
     for run in sorted(p for p in RUNS.iterdir() if (p / "record.json").exists()):
         record = json.loads((run / "record.json").read_text())
         kind = chapter_of(record)
-        seconds = sum(record.get("seconds_per_epoch", [])) - paused_seconds(run, record)
-        hours[kind] = hours.get(kind, 0) + seconds / 3600
+        hours[kind] = hours.get(kind, 0) + training_seconds(run, record) / 3600
         for e in sorted(run.glob("eval-*.json")):
             evaluation = json.loads(e.read_text())
             k = chapter_of(evaluation, record)
-            hours[k] = hours.get(k, 0) + evaluation.get("seconds", 0) / 3600
+            hours[k] = hours.get(k, 0) + record_seconds(evaluation) / 3600
     for path in (RUNS / "published").glob("*.json"):
-        record = json.loads(path.read_text())
-        seconds = record.get("seconds", 0) - record.get("paused_seconds", 0)
-        hours["7: published models"] = hours.get("7: published models", 0) + seconds / 3600
+        hours["7: published models"] = hours.get("7: published models", 0) + record_seconds(
+            json.loads(path.read_text())) / 3600
     print("\ncompute by chapter (hours on 2 cores, as measured: runs that shared the cores count their shared time):")
     for kind in sorted(hours):
         print(f"  {kind:45s} {hours[kind]:5.1f}")
