@@ -276,6 +276,20 @@ def selection(P: dict) -> list[str]:
     return ["resnet20_relu_ocrob", "resnet20_kaf_ocrob_lrfinder"] if P["name"] == "smoke" else list(PUBLISHED)
 
 
+# The ReLU model trained like Table 7.2's KAF rows (a learning-rate range finder per activation, the
+# "_lrf"/"_lrfinder" suffix), so the like-for-like baseline; "resnet20_relu_ocrob" was trained without it.
+REFERENCE_RELU = "resnet20_relu_ocrob_lrf"
+
+
+def reference_relu(names) -> str | None:
+    """The ReLU model the published models are paired against: ``REFERENCE_RELU`` when it is among
+    ``names``, else the first ReLU model there (``smoke`` audits only ``resnet20_relu_ocrob``), else None."""
+    names = list(names)
+    if REFERENCE_RELU in names:
+        return REFERENCE_RELU
+    return next((n for n in names if PUBLISHED[n][0] == "relu"), None)
+
+
 def audit_at(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
     """``audit`` with profile ``P``'s attack (eps, PGD step, steps, restarts, the diagnostics' APGD
     iterations, seed, the checklist's images): chapter 7 and the closing chapter ask for the same record this way."""

@@ -62,6 +62,8 @@ def test_published_sentence_ranks_against_each_relu_and_discounts_the_overfit_on
     assert "place resnet20_relu_ocrob_lrf, resnet20_kaf_ocrob_lrfinder above resnet20_relu_ocrob" in said
     assert "cannot separate resnet20_kaf_ocrob_lrfinder from resnet20_relu_ocrob_lrf" in said
     assert "resnet20_relu_ocrob is under 5% against PGD" in said
+    # the like-for-like ReLU (trained with the range finder, as the KAF rows) is the one the sentence leads with
+    assert said.startswith("resnet20_relu_ocrob_lrf scores")
 
 
 def test_published_sentence_without_a_relu_model_says_so():

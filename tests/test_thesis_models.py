@@ -38,6 +38,14 @@ def test_unknown_precision_is_refused():
         thesis_models.rebuild("resnet20_relu_ocrob", precision="bfloat16")
 
 
+def test_models_are_paired_against_the_relu_trained_like_the_kaf_rows():
+    everything = list(thesis_models.PUBLISHED)
+    assert thesis_models.reference_relu(everything) == "resnet20_relu_ocrob_lrf"  # not the first ReLU listed
+    assert thesis_models.reference_relu(["resnet20_kaf_ocrob_lrfinder", "resnet20_relu_ocrob"]) == "resnet20_relu_ocrob"
+    assert thesis_models.reference_relu(["resnet20_kaf_ocrob_lrfinder"]) is None
+    assert "_lrf" in thesis_models.REFERENCE_RELU and thesis_models.PUBLISHED[thesis_models.REFERENCE_RELU][0] == "relu"
+
+
 def test_every_published_model_has_a_checksum():
     sums = thesis_models.checksums()
     assert set(sums) == {f"{n}.zip" for n in thesis_models.PUBLISHED}
