@@ -77,11 +77,13 @@ def autoattack_table(results: dict, baseline: str | None = "relu", key: str = "a
     return intervals(results, baseline=baseline, key=key, label="AutoAttack").merge(stages, on=key)
 
 
-def percent(df: pd.DataFrame, columns, digits: int = 1) -> pd.DataFrame:
-    """Accuracies in %, rounded, so stored notebook outputs compare stably."""
+def percent(df: pd.DataFrame, columns, digits: int | None = 1) -> pd.DataFrame:
+    """Accuracies in %, rounded, so stored notebook outputs compare stably. ``digits=None`` keeps every
+    digit, for columns that ``with_intervals`` formats: on more than 1,000 images a rounded percentage
+    no longer gives back its count (77.55% of 2,000 is 1,551 images; 77.6% would read as 1,552)."""
     df = df.copy()
     for c in columns:
-        df[c] = (df[c] * 100).round(digits)
+        df[c] = df[c] * 100 if digits is None else (df[c] * 100).round(digits)
     return df
 
 

@@ -100,6 +100,17 @@ def test_with_intervals_formats_each_accuracy_from_its_count():
     assert df.loc[0, "PGD"] == 41.4  # the numbers stay for plots
 
 
+def test_unrounded_percentages_keep_their_count_on_2000_images():
+    import pandas as pd
+    from kafnotes import stats
+    mask = np.arange(2000) < 1551  # 77.55%: rounded to 77.6 it would read as 1552 images
+    exact = stats.format_interval(stats.wilson(mask))
+    df = pd.DataFrame({"model": ["a"], "clean": [mask.mean()]})
+    assert chapter.with_intervals(chapter.percent(df, ["clean"], digits=None), ["clean"], 2000).loc[0, "clean"] == exact
+    assert chapter.with_intervals(chapter.percent(df, ["clean"]), ["clean"], 2000).loc[0, "clean"] != exact
+    assert chapter.percent(df, ["clean"]).loc[0, "clean"] == 77.6  # the default still rounds, for plain tables
+
+
 def test_the_ranking_sentence_says_only_what_the_test_supports():
     _, evals = _three_models(1)
     said = chapter.separation_sentence(evals)
