@@ -85,8 +85,7 @@ def published_table(results: dict) -> pd.DataFrame:
 
 def relu_models(results: dict) -> list[str]:
     """The published ReLU models in ``results``, chapter 7's reference (``thesis_models.reference_relu``) first."""
-    relus = [name for name in results if thesis_models.PUBLISHED[name][0] == BASELINE]
-    return sorted(relus, key=lambda name: name != thesis_models.reference_relu(relus))
+    return thesis_models.relu_models(results)
 
 
 def published_sentence(results: dict) -> str:

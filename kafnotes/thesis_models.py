@@ -281,13 +281,16 @@ def selection(P: dict) -> list[str]:
 REFERENCE_RELU = "resnet20_relu_ocrob_lrf"
 
 
+def relu_models(names) -> list[str]:
+    """The ReLU models among ``names``, ``REFERENCE_RELU`` first, the others in their order."""
+    relus = [n for n in names if PUBLISHED[n][0] == "relu"]
+    return sorted(relus, key=lambda n: n != REFERENCE_RELU)
+
+
 def reference_relu(names) -> str | None:
     """The ReLU model the published models are paired against: ``REFERENCE_RELU`` when it is among
     ``names``, else the first ReLU model there (``smoke`` audits only ``resnet20_relu_ocrob``), else None."""
-    names = list(names)
-    if REFERENCE_RELU in names:
-        return REFERENCE_RELU
-    return next((n for n in names if PUBLISHED[n][0] == "relu"), None)
+    return next(iter(relu_models(names)), None)
 
 
 def audit_at(name: str, x, y, P: dict, rebuilt=None, runs=None) -> dict:
