@@ -165,14 +165,28 @@ def results_row(runs, evs, **columns) -> dict:
     evs = evs if isinstance(evs, (list, tuple)) else [evs]
     if len(runs) != len(evs):
         raise ValueError(f"results_row needs one evaluation per run (got {len(runs)} runs, {len(evs)} evaluations)")
-    notes = ["; ".join(n for n in (training_note(run.record), "at chance" if ev["clean"] < AT_CHANCE else "") if n)
-             for run, ev in zip(runs, evs)]
+    notes = [run_note(run, ev) for run, ev in zip(runs, evs)]
     if len(runs) == 1:
         note = notes[0]
     else:
         note = "; ".join(f"seed {run.record['config']['seed']}: {n}" for run, n in zip(runs, notes) if n)
     mean = mean_over_seeds(evs)
     return {**columns, "clean": mean["clean"], "robust": mean["robust"], "note": note}
+
+
+def run_note(run, ev: dict) -> str:
+    """Why one run's accuracy should not be read as its activation's ('' when nothing is wrong): its
+    training went wrong (``training_note``) or its model ended within 5 points of chance."""
+    return "; ".join(n for n in (training_note(run.record), "at chance" if ev["clean"] < AT_CHANCE else "") if n)
+
+
+def flagged_sentence(notes: dict, lead: str = "In this run") -> str:
+    """The sentence beside a table's note column: which entries it flags and why (``notes``: name ->
+    its note, '' when not flagged), so the prose never ranks a flagged run without saying so."""
+    flagged = [f"{name} ({note})" for name, note in notes.items() if note]
+    if not flagged:
+        return f"{lead} the note column flags no run."
+    return f"{lead} the note column flags {prose.listing(flagged)}."
 
 
 def training_note(record: dict, blowup: float = 10.0) -> str:

@@ -31,6 +31,16 @@ def test_a_row_at_chance_says_so():
     assert chapter.results_row(fine, {"clean": 15 / 100, "robust": 0.1})["note"] == ""  # 5 points above
 
 
+def test_the_note_columns_sentence_names_every_flagged_run_and_why():
+    exploded, fine = SimpleNamespace(record=_record([37.5, 4.8e8])), SimpleNamespace(record=_record([3.4, 2.1]))
+    notes = {"relu": chapter.run_note(fine, {"clean": 0.6, "robust": 0.3}),
+             "kaf": chapter.run_note(exploded, {"clean": 0.112, "robust": 0.0}),
+             "elu": chapter.run_note(fine, {"clean": 0.12, "robust": 0.1})}
+    assert chapter.flagged_sentence(notes, lead="Here,") == (
+        "Here, the note column flags kaf (loss exploded (to 4.8e+08); at chance) and elu (at chance).")
+    assert chapter.flagged_sentence({"relu": "", "kaf": ""}) == "In this run the note column flags no run."
+
+
 def _ev(clean, robust):
     mask = lambda bits: "".join("1" if b else "0" for b in bits)
     return {"clean": sum(clean) / len(clean), "robust": sum(robust) / len(robust), "clean_images": mask(clean),
