@@ -11,7 +11,11 @@ show which attack found what, and the statistics module can put intervals and pa
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +25,8 @@ STAGES = ("clean", "apgd_ce", "apgd_t", "square")
 
 
 def run(model, x, y, eps: float = 8 / 255, steps: int = 100, targets: int = 9, square_queries: int = 5000,
-        square_n: int | None = None, seed: int = 0, batch_size: int = 256) -> dict:
+        square_n: int | None = None, seed: int = 0, batch_size: int = 256,
+        checkpoint: str | os.PathLike | None = None) -> dict:
     """Attack ``model`` (logits) on ``x``, ``y`` with the ensemble, in sequence on still-robust images.
 
     ``steps``: APGD iterations (100 in the standard version); APGD's first step is 2 eps, as in the
@@ -34,6 +39,11 @@ def run(model, x, y, eps: float = 8 / 255, steps: int = 100, targets: int = 9, s
     warnings, in the checklist's form (``{"value", "ok"}``): zero gradients, and a black-box attack
     succeeding where the white-box ones failed (both signs of gradient masking). A model that outputs
     probabilities is refused with an error, as their losses would flatter it.
+
+    ``checkpoint``: a file where the progress is saved after each attack (APGD-CE, each APGD-T target,
+    Square), so an interrupted run resumes at the next one; every attack draws its randomness from
+    ``seed`` afresh, so a resumed run gives the same result as one that ran through.
+    ``"seconds_earlier"``: the time earlier, interrupted runs spent on the attacks they finished.
     """
     from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
     x, y = np.asarray(x, np.float32), np.asarray(y)
@@ -44,21 +54,25 @@ def run(model, x, y, eps: float = 8 / 255, steps: int = 100, targets: int = 9, s
         raise ValueError("the model outputs probabilities (rows >= 0 summing to 1), not logits: AutoAttack's "
                          "losses on probabilities flatten the gradient and flatter the model. Attack the model "
                          "without its final softmax (thesis_models.rebuild returns logits).")
-    robust = np.argmax(logits, -1) == y
-    accuracy, seconds, t0 = {"clean": float(robust.mean())}, {}, time.perf_counter()
+    progress = _Progress(checkpoint, robust=np.argmax(logits, -1) == y)
+    robust = progress.robust
 
-    def survive(attack, labels):
-        """Attack the still-robust images; an image stays robust only if it is still classified right."""
-        idx = np.flatnonzero(robust)
+    def survive(name, stage, attack, labels, first=None):
+        """Attack the still-robust images (of the first ``first``); an image stays robust only if it
+        is still classified right. Skipped when a resumed run had finished it."""
+        if progress.done(name):
+            return
+        t0 = time.perf_counter()
+        idx = np.flatnonzero(robust[:first])
         if idx.size:
             np.random.seed(seed)  # ART draws its random starts and squares with NumPy
             x_adv = art_attacks.generate(attack, x[idx], labels[idx], batch_size)
             robust[idx] = np.argmax(art_attacks.predict(clf, x_adv), -1) == y[idx]
+        progress.finish(name, stage, time.perf_counter() - t0)
 
     apgd = dict(norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=steps, nb_random_init=1, batch_size=batch_size,
                 verbose=False)
-    survive(AutoProjectedGradientDescent(clf, loss_type="cross_entropy", **apgd), y)
-    accuracy["apgd_ce"], seconds["apgd_ce"] = float(robust.mean()), time.perf_counter() - t0
+    survive("apgd_ce", "apgd_ce", AutoProjectedGradientDescent(clf, loss_type="cross_entropy", **apgd), y)
     # APGD-T as the reference runs it: untargeted APGD (success = any wrong class) on the targeted DLR
     # loss. ART's own targeted mode counts only the target class as success and loops over the batch
     # in Python; our loss reads the true and target class from one label array (see _TargetedDLR).
@@ -66,24 +80,68 @@ def run(model, x, y, eps: float = 8 / 255, steps: int = 100, targets: int = 9, s
                                             **apgd)
     ranked = np.argsort(-logits, axis=1, kind="stable")  # on still-robust images ranked[:, 0] is y
     for k in range(1, targets + 1):
-        survive(targeted, _TargetedDLR.labels(y, ranked[:, k]))
-    accuracy["apgd_t"], seconds["apgd_t"] = float(robust.mean()), time.perf_counter() - t0 - seconds["apgd_ce"]
-    white_box = robust.copy()
+        survive(f"apgd_t{k}", "apgd_t", targeted, _TargetedDLR.labels(y, ranked[:, k]))
+    white_box = progress.white_box()  # before Square, saved with the progress
     n_square = len(x) if square_n is None else min(square_n, len(x))
-    outside = robust[n_square:].copy()
-    robust[n_square:] = False  # Square attacks only the first n_square images
-    survive(SquareAttack(clf, norm=np.inf, eps=eps, max_iter=square_queries, p_init=0.8, nb_restarts=1,
-                         batch_size=batch_size, verbose=False), y)
-    robust[n_square:] = outside
-    accuracy["square"] = float(robust.mean())
-    seconds["square"] = time.perf_counter() - t0 - seconds["apgd_ce"] - seconds["apgd_t"]
+    survive("square", "square", SquareAttack(clf, norm=np.inf, eps=eps, max_iter=square_queries, p_init=0.8,
+                                             nb_restarts=1, batch_size=batch_size, verbose=False), y, first=n_square)
+    done, took = progress.accuracy, progress.seconds
+    accuracy = {"clean": float(np.mean(np.argmax(logits, -1) == y)), "apgd_ce": done["apgd_ce"],
+                "apgd_t": done.get("apgd_t", done["apgd_ce"]), "square": done["square"]}  # targets=0: no APGD-T
+    seconds = {stage: took.get(stage, 0.0) for stage in STAGES[1:]}
     found = int(np.sum(white_box & ~robust))
     zero = _zero_gradient_share(model, x, y)
     checks = {"no image has a zero input gradient": {"value": round(zero, 4), "ok": zero == 0},
               "Square breaks no image that APGD left": {"value": found, "ok": found == 0}}
     return {"accuracy": accuracy, "robust": robust, "square_images": n_square, "square_found": found,
-            "checks": checks, "seconds": seconds, "composition": f"APGD-CE ({steps}), APGD-T ({targets} targets x {steps}), "
-                                           f"Square ({square_queries} queries); no FAB-T (ART has none)"}
+            "checks": checks, "seconds": seconds, "seconds_earlier": progress.seconds_earlier,
+            "composition": f"APGD-CE ({steps}), APGD-T ({targets} targets x {steps}), "
+                           f"Square ({square_queries} queries); no FAB-T (ART has none)"}
+
+
+class _Progress:
+    """The ensemble's progress: the robust mask, the attacks finished, each stage's accuracy and
+    seconds; saved to ``path`` (atomically) after each attack when a path is given, and read back
+    from it by a run that resumes."""
+
+    def __init__(self, path, robust: np.ndarray):
+        self.path = Path(path) if path else None
+        self.robust, self.finished, self.accuracy, self.seconds = robust, [], {}, {}
+        self._white_box, self.seconds_earlier = None, 0.0
+        if self.path and self.path.exists():
+            with np.load(self.path) as f:
+                saved = json.loads(str(f["progress"]))
+                if len(f["robust"]) != len(robust):
+                    raise ValueError(f"{self.path} holds the progress of an attack on {len(f['robust'])} images, "
+                                     f"not {len(robust)}; delete it to start afresh")
+                self.robust[:] = f["robust"]
+                self._white_box = f["white_box"] if saved["white_box"] else None
+            self.finished, self.accuracy, self.seconds = saved["finished"], saved["accuracy"], saved["seconds"]
+            self.seconds_earlier = sum(self.seconds.values())
+
+    def done(self, name: str) -> bool:
+        return name in self.finished
+
+    def white_box(self) -> np.ndarray:
+        """The mask the white-box attacks left: Square's findings are counted against it."""
+        if self._white_box is None:
+            self._white_box = self.robust.copy()
+        return self._white_box
+
+    def finish(self, name: str, stage: str, seconds: float):
+        self.finished.append(name)
+        self.accuracy[stage] = float(self.robust.mean())
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            saved = dict(finished=self.finished, accuracy=self.accuracy, seconds=self.seconds,
+                         white_box=self._white_box is not None)
+            np.savez(buf, progress=json.dumps(saved), robust=self.robust,
+                     white_box=self._white_box if self._white_box is not None else np.zeros(0, bool))
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp, self.path)
 
 
 class _TargetedDLR:

@@ -99,16 +99,22 @@ def autoattack_record(folder, stem: str, model_fn, x, y, P: dict, **identity) ->
             "square_queries": P["square_queries"], "square_n": P["square_n"], "n": n,
             "images": records.array_digest(x, y), "seed": P.get("seed", 0), **identity}
 
+    path = Path(folder) / f"{stem}-{records.config_key(spec)}.json"
+
     def attack():
         model = model_fn()
         result = autoattack.run(model, x, y, eps=spec["eps"], steps=spec["apgd_steps"], targets=spec["targets"],
-                                square_queries=spec["square_queries"], square_n=spec["square_n"], seed=spec["seed"])
+                                square_queries=spec["square_queries"], square_n=spec["square_n"], seed=spec["seed"],
+                                checkpoint=progress)
         clean = attacks.predict_labels(model, x) == y
         return {"attack": spec, **{k: v for k, v in result.items() if k != "robust"},
                 "clean": float(clean.mean()), "robust": result["accuracy"]["square"],
                 "clean_images": mask_text(clean), "robust_images": mask_text(result["robust"])}
 
-    return records.reuse_or_record(Path(folder) / f"{stem}-{records.config_key(spec)}.json", attack)
+    progress = path.with_name(path.stem + ".progress.npz")  # an interrupted attack resumes from it
+    record = records.reuse_or_record(path, attack)
+    progress.unlink(missing_ok=True)
+    return record
 
 
 def worst_case(*evaluations: dict) -> float:

@@ -95,7 +95,8 @@ def reuse_or_record(path: str | os.PathLike, compute) -> dict:
         forbid_computing(path)
         t0 = time.perf_counter()
         record = compute()
-        record.update(seconds=time.perf_counter() - t0, environment=environment())
+        # seconds_earlier: what interrupted processes spent on the parts a resumed compute() reused
+        record.update(seconds=time.perf_counter() - t0 + record.pop("seconds_earlier", 0.0), environment=environment())
         write_json(path, record)
         return record
 

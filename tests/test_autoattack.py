@@ -50,6 +50,30 @@ def test_square_attacks_only_its_subset(model_and_images):
     assert result["accuracy"]["square"] == result["accuracy"]["apgd_t"]
 
 
+def test_an_interrupted_attack_resumes_where_it_stopped_with_the_same_result(model_and_images, tmp_path, monkeypatch):
+    model, x, y = model_and_images
+    whole = autoattack.run(model, x, y, **FAST)
+    generate, calls = autoattack.art_attacks.generate, []
+
+    def interrupted(*args, **kwargs):  # the session ends during the second attack (APGD-T, first target)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    progress = tmp_path / "eval.progress.npz"
+    monkeypatch.setattr(autoattack.art_attacks, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        autoattack.run(model, x, y, checkpoint=progress, **FAST)
+    monkeypatch.setattr(autoattack.art_attacks, "generate", generate)
+    resumed = autoattack.run(model, x, y, checkpoint=progress, **FAST)
+    assert resumed["accuracy"] == whole["accuracy"] and resumed["robust"].tolist() == whole["robust"].tolist()
+    assert resumed["square_found"] == whole["square_found"]
+    assert 0 < resumed["seconds_earlier"] == pytest.approx(resumed["seconds"]["apgd_ce"])  # APGD-CE was not re-run
+    with pytest.raises(ValueError, match="progress of an attack on 40 images, not 8; delete it"):
+        autoattack.run(model, x[:8], y[:8], checkpoint=progress, **FAST)
+
+
 def test_a_model_that_outputs_probabilities_is_refused_with_the_fix(model_and_images):
     model, x, y = model_and_images
     softmax = keras.Sequential([model, keras.layers.Softmax()])

@@ -56,6 +56,23 @@ def test_evaluation_is_recorded_and_reused(runs):
     assert len(list(run.path.glob("eval-*.json"))) == 2 and np.isfinite(other["robust"])
 
 
+def test_a_resumed_computation_counts_the_time_its_interrupted_runs_spent(tmp_path):
+    record = records.reuse_or_record(tmp_path / "eval-x.json", lambda: {"robust": 0.5, "seconds_earlier": 600.0})
+    assert record["seconds"] >= 600.0 and "seconds_earlier" not in record
+    assert "seconds_earlier" not in records.read_json(tmp_path / "eval-x.json")
+
+
+def test_standard_autoattack_keeps_its_progress_only_until_the_record_lands(runs):
+    cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
+    run = training.train(TrainConfig(arch="light_cnn", activation="relu", method="standard", optimizer="adam",
+                                     schedule="constant", lr=3e-3, epochs=1, batch_size=50, eval_images=40),
+                         cifar, runs=runs, verbose=False)
+    P = get_profile("smoke", n_eval=40, aa_n=20, apgd_steps=2, square_queries=5)
+    record = evaluation.standard_autoattack(run, P, cifar)
+    assert record["attack"]["n"] == 20 and len(record["robust_images"]) == 20
+    assert list(run.path.glob("eval-*.json")) and not list(run.path.glob("*.progress.npz"))
+
+
 def test_the_worst_case_is_per_image_over_recorded_attacks(runs):
     cifar = data.load_cifar10("sample", n_train=100, n_test=40, seed=0)
     run = training.train(TrainConfig(arch="light_cnn", activation="relu", method="standard", optimizer="adam",
