@@ -165,11 +165,8 @@ def results_row(runs, evs, **columns) -> dict:
     evs = evs if isinstance(evs, (list, tuple)) else [evs]
     if len(runs) != len(evs):
         raise ValueError(f"results_row needs one evaluation per run (got {len(runs)} runs, {len(evs)} evaluations)")
-    notes = [run_note(run, ev) for run, ev in zip(runs, evs)]
-    if len(runs) == 1:
-        note = notes[0]
-    else:
-        note = "; ".join(f"seed {run.record['config']['seed']}: {n}" for run, n in zip(runs, notes) if n)
+    seeds = [run.record["config"]["seed"] for run in runs] if len(runs) > 1 else [None]
+    note = seeds_note([run_note(run, ev) for run, ev in zip(runs, evs)], seeds)
     mean = mean_over_seeds(evs)
     return {**columns, "clean": mean["clean"], "robust": mean["robust"], "note": note}
 
@@ -180,13 +177,19 @@ def run_note(run, ev: dict) -> str:
     return "; ".join(n for n in (training_note(run.record), "at chance" if ev["clean"] < AT_CHANCE else "") if n)
 
 
-def flagged_sentence(notes: dict, lead: str = "In this run") -> str:
+def seeds_note(notes: list, seeds: list) -> str:
+    """One row's note from its runs' notes (``run_note``), one per seed: a single run's as it is; over
+    several, each flagged seed named ("seed 1: ..."), so one seed's collapse is not hidden."""
+    if len(notes) == 1:
+        return notes[0]
+    return "; ".join(f"seed {seed}: {note}" for seed, note in zip(seeds, notes) if note)
+
+
+def flagged_sentence(notes: dict, lead: str = "In this run the note column") -> str:
     """The sentence beside a table's note column: which entries it flags and why (``notes``: name ->
     its note, '' when not flagged), so the prose never ranks a flagged run without saying so."""
     flagged = [f"{name} ({note})" for name, note in notes.items() if note]
-    if not flagged:
-        return f"{lead} the note column flags no run."
-    return f"{lead} the note column flags {prose.listing(flagged)}."
+    return f"{lead} flags {prose.listing(flagged) if flagged else 'no run'}."
 
 
 def training_note(record: dict, blowup: float = 10.0) -> str:

@@ -32,12 +32,14 @@ def claim_sentence(gaps: pd.Series) -> str:
 
 
 def retrained(P: dict, cifar, activations, seed: int = 0, variant: str = "thesis") -> dict:
-    """Chapter 5's PGD evaluation records, a list over seeds per activation, read from its records."""
+    """Chapter 5's PGD evaluation records, a list over seeds per activation, read from its records;
+    each with its run's ``note`` (``chapter.run_note``: what chapter 5's note column says of it)."""
     evals = {}
     for act in activations:
         for s in chapter.seeds_of(P, act, seed):
             run = training.train(chapter.resnet20_config(act, P, seed=s, variant=variant), cifar, verbose=False)
-            evals.setdefault(act, []).append(chapter.evaluate(run, P, cifar))
+            ev = chapter.evaluate(run, P, cifar)
+            evals.setdefault(act, []).append({**ev, "note": chapter.run_note(run, ev)})
     return evals
 
 
@@ -50,7 +52,14 @@ def retrained_sentence(evals: dict, P: dict, kaf: str = "kaf", first_seed: int =
     said = (f"Retrained here ({seeds} seed{'s' if seeds > 1 else ''} each, PGD-{P['pgd_steps']} on the true labels), "
             f"{kaf} scores {stats.wilson(masks[kaf])} and {BASELINE} {stats.wilson(masks[BASELINE])}: "
             f"{kaf} minus {BASELINE} is {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g}).")
-    return said + " " + chapter.separation_sentence(evals, BASELINE, what="PGD accuracy", first_seed=first_seed)
+    said += " " + chapter.separation_sentence(evals, BASELINE, what="PGD accuracy", first_seed=first_seed)
+    notes = {name: chapter.seeds_note([e.get("note", "") for e in evs], [first_seed + i for i in range(len(evs))])
+             for name, evs in evals.items()}
+    if any(notes.values()):  # a flagged run measures what went wrong in its training, not its activation
+        said += " " + chapter.flagged_sentence(notes, lead="Chapter 5's note column") + (
+            " A flagged run, and any difference against it, measures what went wrong in its training, not "
+            "its activation.")
+    return said
 
 
 def published(P: dict, x, y, names=None) -> dict:

@@ -36,7 +36,7 @@ def test_the_note_columns_sentence_names_every_flagged_run_and_why():
     notes = {"relu": chapter.run_note(fine, {"clean": 0.6, "robust": 0.3}),
              "kaf": chapter.run_note(exploded, {"clean": 0.112, "robust": 0.0}),
              "elu": chapter.run_note(fine, {"clean": 0.12, "robust": 0.1})}
-    assert chapter.flagged_sentence(notes, lead="Here,") == (
+    assert chapter.flagged_sentence(notes, lead="Here, the note column") == (
         "Here, the note column flags kaf (loss exploded (to 4.8e+08); at chance) and elu (at chance).")
     assert chapter.flagged_sentence({"relu": "", "kaf": ""}) == "In this run the note column flags no run."
 

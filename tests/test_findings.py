@@ -36,6 +36,20 @@ def test_retrained_sentence_pools_seeds_and_ranks_only_what_the_test_separates()
     assert "(seed 7, p = " in findings.retrained_sentence(evals, {"pgd_steps": 20}, first_seed=6)
 
 
+def test_retrained_sentence_names_the_runs_chapter_5_flags():
+    rng = np.random.default_rng(1)
+    base = rng.random(1000) < 0.3
+    evals = {"relu": [{**_ev(base), "note": ""}, {**_ev(base), "note": "overfitting (guard PGD-5 14% at epoch 3)"}],
+             "swish": [{**_ev(base), "note": "overfitting (FGSM train acc 60% against PGD-5 16%)"}],
+             "kaf": [{**_ev(base), "note": ""}] * 2}
+    said = findings.retrained_sentence(evals, {"pgd_steps": 20})
+    assert ("Chapter 5's note column flags relu (seed 1: overfitting (guard PGD-5 14% at epoch 3)) and swish "
+            "(overfitting (FGSM train acc 60% against PGD-5 16%)).") in said
+    assert said.endswith("measures what went wrong in its training, not its activation.")
+    healthy = {name: [{**e, "note": ""} for e in evs] for name, evs in evals.items()}
+    assert "note column" not in findings.retrained_sentence(healthy, {"pgd_steps": 20})
+
+
 def _published(n=400, seed=0):
     """A catastrophically overfit ReLU, a better ReLU, and a KAF close to the better one."""
     rng = np.random.default_rng(seed)
