@@ -344,13 +344,21 @@ def checklist_table(checks: dict, n: int) -> pd.DataFrame:
 
 
 def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust accuracy",
-                        first_seed: int = 0) -> str:
+                        first_seed: int = 0, adversarial: bool = True) -> str:
     """The sentence a chapter may say about its ranking, from the paired tests (``separated``): which
     entries the data place above or below ``baseline``, and which they cannot tell apart from it; for
-    entries with several seeds (from ``first_seed``), what the pooled test hides (``seeds_sentence``)."""
+    entries with several seeds (from ``first_seed``), what the pooled test hides (``seeds_sentence``).
+
+    ``adversarial``: the models were trained to resist the attack, so a run under 5% robust accuracy
+    collapsed (``collapsed``) and no pairing that holds one is ranked; ``False`` for standard training,
+    where nothing is robust to begin with."""
     if baseline not in evals or len(evals) < 2:
         return f"No paired test here: it needs {baseline} and at least one other entry evaluated on the same images."
     groups = separated(evals, baseline)
+    # A pairing that holds a collapsed run measures the collapse: no ranking from it (seeds_sentence says why).
+    unranked = [name for name in evals
+                if adversarial and name != baseline and pairs_a_collapse(evals, name, baseline)]
+    groups = {group: [name for name in names if name not in unranked] for group, names in groups.items()}
     first = next(iter(evals.values()))
     n = len((first[0] if isinstance(first, list) else first)["robust_images"])
     parts = []
@@ -358,14 +366,28 @@ def separation_sentence(evals: dict, baseline: str = "relu", what: str = "robust
         parts.append(f"{', '.join(groups['above'])} above {baseline}")
     if groups["below"]:
         parts.append(f"{', '.join(groups['below'])} below {baseline}")
-    said = (f"On {what}, the paired tests (McNemar, Holm, 5%) on these {n} images place "
-            + "; ".join(parts) + "." if parts else
-            f"On {what}, the paired tests (McNemar, Holm, 5%) on these {n} images separate nothing from {baseline}.")
+    tests = f"On {what}, the paired tests (McNemar, Holm, 5%) on these {n} images"
+    if parts:
+        said = f"{tests} place " + "; ".join(parts) + "."
+    elif groups["not separated"] or not unranked:
+        said = f"{tests} separate nothing from {baseline}."
+    else:
+        said = f"{tests} rank nothing against {baseline}."
     if groups["not separated"]:
         said += (f" The data cannot separate {', '.join(groups['not separated'])} from {baseline} at this scale, "
                  "so the table does not rank them against it.")
-    seeds = seeds_sentence(evals, baseline, first_seed)
+    if unranked:
+        said += (f" The paired test of {', '.join(unranked)} against {baseline} pairs a collapsed run (below), so "
+                 "it ranks nothing.")
+    seeds = seeds_sentence(evals, baseline, first_seed, adversarial)
     return f"{said} {seeds}" if seeds else said
+
+
+def pairs_a_collapse(evals: dict, name: str, baseline: str) -> bool:
+    """Whether ``name``'s paired test against ``baseline`` (seed s against seed s, on the seeds both
+    have) holds a run of either that collapsed (``collapsed``)."""
+    ours, theirs = ([ev] if not isinstance(ev, list) else ev for ev in (evals[name], evals[baseline]))
+    return any(collapsed(a) or collapsed(b) for a, b in zip(ours, theirs))
 
 
 COLLAPSED = 0.05  # robust accuracy under this with clean accuracy above chance: catastrophic overfitting
@@ -374,19 +396,23 @@ COLLAPSED = 0.05  # robust accuracy under this with clean accuracy above chance:
 def collapsed(ev: dict) -> bool:
     """Whether an evaluation shows catastrophic overfitting: robust accuracy under 5% while the model
     learned (clean accuracy not within 5 points of chance)."""
-    return ev["robust"] < COLLAPSED and ev["clean"] >= AT_CHANCE
+    robust = ev["robust"] if "robust" in ev else stats.as_mask(ev["robust_images"]).mean()
+    return robust < COLLAPSED and ev["clean"] >= AT_CHANCE
 
 
-def seeds_sentence(evals: dict, baseline: str = "relu", first_seed: int = 0) -> str:
-    """What a table pooled over seeds hides, for the prose beside it ('' when every entry has one seed).
+def seeds_sentence(evals: dict, baseline: str = "relu", first_seed: int = 0, adversarial: bool = True) -> str:
+    """What a table pooled over seeds hides, for the prose beside it ('' when every entry has one seed
+    and none collapsed).
 
     ``evals`` maps a name to its per-seed evaluations (seeds ``first_seed``, ``first_seed`` + 1, ...).
     Says which seeds an entry with fewer seeds is paired on; gives each entry with several seeds
-    against ``baseline`` seed by seed (McNemar, unadjusted); and where some seed of either collapsed
-    (``collapsed``), the paired test over the seeds where neither did (Holm over those entries), since a
-    pooled difference against a collapsed run measures the collapse, not the activation."""
+    against ``baseline`` seed by seed (McNemar, unadjusted); names every run that collapsed
+    (``collapsed``), since a difference against a collapsed run measures the collapse, not the
+    activation; and for entries with several seeds, the paired test over the seeds where neither
+    collapsed (Holm over those entries). Nothing collapses unless ``adversarial`` (see
+    ``separation_sentence``)."""
     per_seed = {name: ev if isinstance(ev, list) else [ev] for name, ev in evals.items()}
-    if baseline not in per_seed or max(len(evs) for evs in per_seed.values()) < 2:
+    if baseline not in per_seed:
         return ""
     base = per_seed[baseline]
     seed_of = lambda i: first_seed + i
@@ -406,14 +432,15 @@ def seeds_sentence(evals: dict, baseline: str = "relu", first_seed: int = 0) -> 
         parts.append(f"Seed by seed, {name} minus {baseline} is " + prose.listing(
             [f"{stats.format_diff(t)} (seed {seed_of(i)}, p = {t.p_value:.2g})" for i, t in enumerate(tests)])
             + " points.")
-    down = [f"{name}'s seed {seed_of(i)} (robust {stats.format_interval(stats.wilson(stats.as_mask(ev['robust_images'])))}"
+    run = lambda name, i: name if len(per_seed[name]) == 1 else f"{name}'s seed {seed_of(i)}"
+    down = [f"{run(name, i)} (robust {stats.format_interval(stats.wilson(stats.as_mask(ev['robust_images'])))}"
             f"%, clean {100 * ev['clean']:.1f}%)"
-            for name, evs in per_seed.items() for i, ev in enumerate(evs) if collapsed(ev)]
+            for name, evs in per_seed.items() for i, ev in enumerate(evs) if adversarial and collapsed(ev)]
     if not down:
         return " ".join(parts)
     parts.append(f"Catastrophic overfitting (under {COLLAPSED:.0%} robust accuracy while clean accuracy is above "
-                 f"chance) took {prose.listing(down)}; a pooled difference against a collapsed run measures the "
-                 "collapse, not the activation.")
+                 f"chance) took {prose.listing(down)}; a difference against a collapsed run, pooled or not, "
+                 "measures the collapse, not the activation.")
     kept = {}
     for name in several:
         seeds = [i for i, (a, b) in enumerate(zip(per_seed[name], base)) if not (collapsed(a) or collapsed(b))]

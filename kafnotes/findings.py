@@ -50,8 +50,11 @@ def retrained_sentence(evals: dict, P: dict, kaf: str = "kaf", first_seed: int =
     test = stats.paired_seeds(*([e["robust_images"] for e in evals[a]] for a in (kaf, BASELINE)))
     seeds = min(len(evals[kaf]), len(evals[BASELINE]))  # the seeds the paired test pairs
     said = (f"Retrained here ({seeds} seed{'s' if seeds > 1 else ''} each, PGD-{P['pgd_steps']} on the true labels), "
-            f"{kaf} scores {stats.wilson(masks[kaf])} and {BASELINE} {stats.wilson(masks[BASELINE])}: "
-            f"{kaf} minus {BASELINE} is {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g}).")
+            f"{kaf} scores {stats.wilson(masks[kaf])} and {BASELINE} {stats.wilson(masks[BASELINE])}")
+    if chapter.pairs_a_collapse(evals, kaf, BASELINE):  # the pooled difference would measure the collapse
+        said += f"{' pooled over the seeds' if seeds > 1 else ''}, a comparison that holds a collapsed run (below)."
+    else:
+        said += f": {kaf} minus {BASELINE} is {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g})."
     said += " " + chapter.separation_sentence(evals, BASELINE, what="PGD accuracy", first_seed=first_seed)
     notes = {name: chapter.seeds_note([e.get("note", "") for e in evs], [first_seed + i for i in range(len(evs))])
              for name, evs in evals.items()}
@@ -102,16 +105,15 @@ def published_sentence(results: dict) -> str:
     published ReLU model; and which ReLU model overfit catastrophically (under 5% against PGD)."""
     standard = {name: r["autoattack"] for name, r in results.items()}
     n = len(next(iter(standard.values()))["robust_images"])
-    parts = []
-    for relu in relu_models(results):
-        parts.append(f"{relu} scores {stats.wilson(standard[relu]['robust_images'])} under standard AutoAttack. "
-                     + chapter.separation_sentence(standard, relu, what="AutoAttack accuracy"))
-    if not parts:
+    if not relu_models(results):
         return f"No published ReLU model is in this run, so nothing is ranked against one ({n} images)."
     overfit = [name for name in relu_models(results) if results[name]["audit"]["pgd"] < 0.05]
-    if overfit:
-        parts.append(f"{prose.listing(overfit)} is under 5% against PGD (catastrophic overfitting, chapter 7), so "
-                     "a KAF above it says nothing about the activation.")
+    scores = lambda name: f"{name} scores {stats.wilson(standard[name]['robust_images'])} under standard AutoAttack"
+    parts = [f"{scores(relu)}. " + chapter.separation_sentence(standard, relu, what="AutoAttack accuracy")
+             for relu in relu_models(results) if relu not in overfit]
+    for relu in overfit:  # ranked against, every model would be "above" it: that measures its collapse
+        parts.append(f"{scores(relu)} and is under 5% against PGD (catastrophic overfitting, chapter 7), so no "
+                     "model is ranked against it.")
     return " ".join(parts)
 
 

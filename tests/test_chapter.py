@@ -160,7 +160,9 @@ def _seeds(collapse_relu_seed1: bool):
 
 def test_the_ranking_sentence_shows_what_pooling_over_seeds_hides():
     said = chapter.separation_sentence(_seeds(collapse_relu_seed1=True), first_seed=4)
-    assert "place kaf above relu" in said  # the pooled test, driven by relu's collapsed seed
+    # the pooled test places kaf above relu, driven by relu's collapsed seed: the sentence does not rank them
+    assert "kaf above relu" not in said and "rank nothing against relu" not in said
+    assert "The paired test of kaf against relu pairs a collapsed run (below), so it ranks nothing." in said
     assert "elu is paired with relu on seed 4 only, the seeds both have." in said
     assert "Seed by seed, kaf minus relu is +0.4 [" in said and "(seed 4, p = " in said and "(seed 5, p = " in said
     assert "took relu's seed 5 (robust 0.0 [0.0, 0.4]%, clean" in said
@@ -171,6 +173,22 @@ def test_the_ranking_sentence_shows_what_pooling_over_seeds_hides():
     assert chapter.seeds_sentence(one_seed) == ""
     assert chapter.separation_sentence(one_seed) == chapter.separation_sentence(
         {name: evs[0] for name, evs in one_seed.items()})
+
+
+def test_a_collapsed_single_run_is_named_and_not_ranked_against():
+    seeds = _seeds(collapse_relu_seed1=True)
+    evals = {"relu": seeds["relu"][1], "kaf": seeds["kaf"][1], "elu": seeds["elu"][0]}  # relu's run collapsed
+    said = chapter.separation_sentence(evals)
+    assert said.startswith("On robust accuracy, the paired tests (McNemar, Holm, 5%) on these 1000 images rank "
+                           "nothing against relu. The paired test of kaf, elu against relu pairs a collapsed run")
+    assert "took relu (robust 0.0 [0.0, 0.4]%, clean 60.3%)" in said
+    # against a sound baseline, the collapsed entry is the one not ranked, and the others still are
+    evals = {"kaf": seeds["kaf"][1], "relu": seeds["relu"][1], "elu": seeds["elu"][0]}
+    said = chapter.separation_sentence(evals, baseline="kaf")
+    assert "The paired test of relu against kaf pairs a collapsed run" in said and "relu below kaf" not in said
+    assert chapter.collapsed({"clean": 0.6, "robust_images": "0" * 99 + "1"})  # masks suffice (chapter 7's)
+    standard = chapter.separation_sentence(evals, baseline="kaf", adversarial=False)  # never robust: no collapse
+    assert "collapse" not in standard and "relu below kaf" in standard
 
 
 def test_collapse_needs_a_model_that_learned():

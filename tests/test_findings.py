@@ -36,6 +36,17 @@ def test_retrained_sentence_pools_seeds_and_ranks_only_what_the_test_separates()
     assert "(seed 7, p = " in findings.retrained_sentence(evals, {"pgd_steps": 20}, first_seed=6)
 
 
+def test_retrained_sentence_does_not_lead_with_a_difference_a_collapsed_seed_drives():
+    rng = np.random.default_rng(2)
+    clean = rng.random(1000) < 0.6
+    base = rng.random(1000) < 0.3
+    evals = {"relu": [_ev(base, clean), _ev(np.zeros(1000, bool), clean)], "kaf": [_ev(base, clean)] * 2}
+    said = findings.retrained_sentence(evals, {"pgd_steps": 20})
+    assert "pooled over the seeds, a comparison that holds a collapsed run (below)." in said
+    assert "kaf minus relu is +" not in said.split("Seed by seed")[0]  # no pooled difference up front
+    assert "Over seed 0, where neither collapsed, kaf minus relu is +0.0 [" in said
+
+
 def test_retrained_sentence_names_the_runs_chapter_5_flags():
     rng = np.random.default_rng(1)
     base = rng.random(1000) < 0.3
@@ -72,10 +83,12 @@ def _published(n=400, seed=0):
 def test_published_sentence_ranks_against_each_relu_and_discounts_the_overfit_one():
     said = findings.published_sentence(_published())
     assert "resnet20_relu_ocrob scores 0.0 [" in said and "resnet20_relu_ocrob_lrf scores" in said
-    # against the overfit ReLU everything is above; against the sound one the KAF is not separated
-    assert "place resnet20_relu_ocrob_lrf, resnet20_kaf_ocrob_lrfinder above resnet20_relu_ocrob" in said
+    # against the overfit ReLU everything would be above: nothing is ranked against it; against the sound
+    # one the KAF is not separated
+    assert "above resnet20_relu_ocrob" not in said
     assert "cannot separate resnet20_kaf_ocrob_lrfinder from resnet20_relu_ocrob_lrf" in said
-    assert "resnet20_relu_ocrob is under 5% against PGD" in said
+    assert ("resnet20_relu_ocrob scores 0.0 [0.0, 1.0] under standard AutoAttack and is under 5% against PGD "
+            "(catastrophic overfitting, chapter 7), so no model is ranked against it.") in said
     # the like-for-like ReLU (trained with the range finder, as the KAF rows) is the one the sentence leads with
     assert said.startswith("resnet20_relu_ocrob_lrf scores")
 
