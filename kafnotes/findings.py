@@ -105,12 +105,13 @@ def published_sentence(results: dict) -> str:
     published ReLU model; and which ReLU model overfit catastrophically (under 5% against PGD)."""
     standard = {name: r["autoattack"] for name, r in results.items()}
     n = len(next(iter(standard.values()))["robust_images"])
-    if not relu_models(results):
+    relus = relu_models(results)
+    if not relus:
         return f"No published ReLU model is in this run, so nothing is ranked against one ({n} images)."
-    overfit = [name for name in relu_models(results) if results[name]["audit"]["pgd"] < 0.05]
+    overfit = [name for name in relus if results[name]["audit"]["pgd"] < 0.05]
     scores = lambda name: f"{name} scores {stats.wilson(standard[name]['robust_images'])} under standard AutoAttack"
     parts = [f"{scores(relu)}. " + chapter.separation_sentence(standard, relu, what="AutoAttack accuracy")
-             for relu in relu_models(results) if relu not in overfit]
+             for relu in relus if relu not in overfit]
     for relu in overfit:  # ranked against, every model would be "above" it: that measures its collapse
         parts.append(f"{scores(relu)} and is under 5% against PGD (catastrophic overfitting, chapter 7), so no "
                      "model is ranked against it.")
