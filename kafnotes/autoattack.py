@@ -35,10 +35,11 @@ def run(model, x, y, eps: float = 8 / 255, steps: int = 100, targets: int = 9, s
     outside them counts as robust if it survives the white-box stages.
 
     Returns ``{"accuracy": {stage: accuracy after it}, "robust": mask, "square_images": n,
-    "square_found": images Square broke that APGD missed, "checks": {...}}``: AutoAttack's own
-    warnings, in the checklist's form (``{"value", "ok"}``): zero gradients, and a black-box attack
-    succeeding where the white-box ones failed (both signs of gradient masking). A model that outputs
-    probabilities is refused with an error, as their losses would flatter it.
+    "square_found": images Square broke that APGD missed, "checks": {...}, "seconds_by_stage": {...}}``.
+    ``checks`` are AutoAttack's own warnings, in the checklist's form (``{"value", "ok"}``): zero
+    gradients, and a black-box attack succeeding where the white-box ones failed (both signs of gradient
+    masking). ``seconds_by_stage`` keeps each stage's time apart from a record's total ``seconds``. A
+    model that outputs probabilities is refused with an error, as their losses would flatter it.
 
     ``checkpoint``: a file where the progress is saved after each attack (APGD-CE, each APGD-T target,
     Square), so an interrupted run resumes at the next one; every attack draws its randomness from
@@ -94,7 +95,7 @@ def run(model, x, y, eps: float = 8 / 255, steps: int = 100, targets: int = 9, s
     checks = {"no image has a zero input gradient": {"value": round(zero, 4), "ok": zero == 0},
               "Square breaks no image that APGD left": {"value": found, "ok": found == 0}}
     return {"accuracy": accuracy, "robust": robust, "square_images": n_square, "square_found": found,
-            "checks": checks, "seconds": seconds, "seconds_earlier": progress.seconds_earlier,
+            "checks": checks, "seconds_by_stage": seconds, "seconds_earlier": progress.seconds_earlier,
             "composition": f"APGD-CE ({steps}), APGD-T ({targets} targets x {steps}), "
                            f"Square ({square_queries} queries); no FAB-T (ART has none)"}
 

@@ -69,7 +69,7 @@ def test_an_interrupted_attack_resumes_where_it_stopped_with_the_same_result(mod
     resumed = autoattack.run(model, x, y, checkpoint=progress, **FAST)
     assert resumed["accuracy"] == whole["accuracy"] and resumed["robust"].tolist() == whole["robust"].tolist()
     assert resumed["square_found"] == whole["square_found"]
-    assert 0 < resumed["seconds_earlier"] == pytest.approx(resumed["seconds"]["apgd_ce"])  # APGD-CE was not re-run
+    assert 0 < resumed["seconds_earlier"] == pytest.approx(resumed["seconds_by_stage"]["apgd_ce"])  # APGD-CE was not re-run
     with pytest.raises(ValueError, match="progress of an attack on 40 images, not 8; delete it"):
         autoattack.run(model, x[:8], y[:8], checkpoint=progress, **FAST)
 
