@@ -102,13 +102,15 @@ def relu_models(results: dict) -> list[str]:
 
 def published_sentence(results: dict) -> str:
     """Under standard AutoAttack, which published models the paired tests place above or below each
-    published ReLU model; and which ReLU model overfit catastrophically (under 5% against PGD)."""
+    published ReLU model; and which ReLU model overfit catastrophically (``chapter.collapsed`` on its PGD
+    audit: under 5% while its clean accuracy is above chance)."""
     standard = {name: r["autoattack"] for name, r in results.items()}
     n = len(next(iter(standard.values()))["robust_images"])
     relus = relu_models(results)
     if not relus:
         return f"No published ReLU model is in this run, so nothing is ranked against one ({n} images)."
-    overfit = [name for name in relus if results[name]["audit"]["pgd"] < 0.05]
+    overfit = [name for name in relus if chapter.collapsed({"robust": results[name]["audit"]["pgd"],
+                                                            "clean": results[name]["audit"]["clean"]})]
     scores = lambda name: f"{name} scores {stats.wilson(standard[name]['robust_images'])} under standard AutoAttack"
     parts = [f"{scores(relu)}. " + chapter.separation_sentence(standard, relu, what="AutoAttack accuracy")
              for relu in relus if relu not in overfit]

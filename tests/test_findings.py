@@ -72,7 +72,7 @@ def _published(n=400, seed=0):
     inflated[np.flatnonzero(~good)[:60]] = True  # predicted-label PGD leaves 60 more images standing
 
     def model(robust, saved=None):
-        audit = {"pgd": float(robust.mean()), "pgd_images": _mask(robust), "pgd_predicted_images": _mask(inflated)}
+        audit = {"clean": 0.8, "pgd": float(robust.mean()), "pgd_images": _mask(robust), "pgd_predicted_images": _mask(inflated)}
         return {"audit": audit, "autoattack": _ev(robust),
                 "as_saved": {"error": "No gradient defined"} if saved is None else _ev(saved)}
 
