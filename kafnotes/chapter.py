@@ -395,8 +395,9 @@ COLLAPSED = 0.05  # robust accuracy under this with clean accuracy above chance:
 
 def collapsed(ev: dict) -> bool:
     """Whether an evaluation shows catastrophic overfitting: robust accuracy under 5% while the model
-    learned (clean accuracy not within 5 points of chance)."""
-    robust = ev["robust"] if "robust" in ev else stats.as_mask(ev["robust_images"]).mean()
+    learned (clean accuracy not within 5 points of chance). The per-image mask, which the paired tests
+    read, decides where an entry has one (a worst-case entry may carry one attack's ``robust`` beside it)."""
+    robust = stats.as_mask(ev["robust_images"]).mean() if "robust_images" in ev else ev["robust"]
     return robust < COLLAPSED and ev["clean"] >= AT_CHANCE
 
 

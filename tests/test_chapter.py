@@ -195,6 +195,9 @@ def test_collapse_needs_a_model_that_learned():
     assert chapter.collapsed({"clean": 0.66, "robust": 0.0})
     assert not chapter.collapsed({"clean": 0.12, "robust": 0.0})  # at chance: never learned, nothing collapsed
     assert not chapter.collapsed({"clean": 0.62, "robust": 0.067})  # overfit, but not to under 5%
+    # a worst-case entry carries one attack's accuracy beside its mask: the mask, which the tests read, decides
+    assert chapter.collapsed({"clean": 0.62, "robust": 0.067, "robust_images": "0" * 99 + "1"})
+    assert not chapter.collapsed({"clean": 0.62, "robust": 0.01, "robust_images": "0" * 90 + "1" * 10})
 
 
 def _guarded(rows, n_train=50000, batch_size=128):
