@@ -77,6 +77,7 @@ def main():
         print(line + (f"  [{note}]" if note else ""))
     print(f"compute in these training runs: {hours:.1f} h on 2 cores")
     chapter5()
+    chapter6()
     published()
     ledger()
 
@@ -103,6 +104,28 @@ def chapter5():
             test = stats.paired_seeds([e["robust_images"] for e in runs],
                                       [e["robust_images"] for e in evals["fgsm_rs"][act]])
             print(f"{act}: N-FGSM minus FGSM-RS {stats.format_diff(test)} points (McNemar p = {test.p_value:.2g})")
+
+
+def chapter6():
+    """Chapter 6's headline from the records in: standard AutoAttack on each activation's first FGSM-RS
+    run (chapter 5's seed 0), against ReLU."""
+    P = get_profile("study")
+    standard = {}
+    for run in sorted(p for p in RUNS.iterdir() if (p / "record.json").exists()):
+        c = json.loads((run / "record.json").read_text())["config"]
+        if c["method"] != "fgsm_rs" or c["seed"] != 0 or not on_study_schedule(c):
+            continue
+        for e in sorted(run.glob("eval-*.json")):
+            record = json.loads(e.read_text())
+            if record.get("attack", {}).get("attacks", "").startswith("autoattack"):
+                standard[c["activation"]] = record
+    if "relu" in standard:
+        order = [a for a in P["resnet_activations"] if a in standard]
+        evals = {a: standard[a] for a in order}
+        print(f"\nchapter 6 (standard AutoAttack, seed 0, first {len(standard['relu']['robust_images'])} images; "
+              f"{len(evals)} of {len(P['resnet_activations'])} activations in):")
+        print(chapter.intervals(evals, label="AutoAttack").to_string(index=False))
+        print(textwrap.fill(chapter.separation_sentence(evals, what="AutoAttack accuracy"), 110))
 
 
 def published():
