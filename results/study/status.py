@@ -120,8 +120,7 @@ def chapter6():
             if record.get("attack", {}).get("attacks", "").startswith("autoattack"):
                 standard[c["activation"]] = record
     if "relu" in standard:
-        order = [a for a in P["resnet_activations"] if a in standard]
-        evals = {a: standard[a] for a in order}
+        evals = {a: standard[a] for a in P["resnet_activations"] if a in standard}
         print(f"\nchapter 6 (standard AutoAttack, seed 0, first {len(standard['relu']['robust_images'])} images; "
               f"{len(evals)} of {len(P['resnet_activations'])} activations in):")
         print(chapter.intervals(evals, label="AutoAttack").to_string(index=False))
